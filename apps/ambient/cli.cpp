@@ -1,0 +1,118 @@
+// Option parsing, progress drawing and JSON helpers for the subcommands.
+#include "cli.hpp"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/fft.hpp"
+#include "ambient/mri/io.hpp"
+
+namespace ambient::app {
+
+bool parse(const std::string& command, const std::string& usage, const po::options_description& options,
+           const po::positional_options_description& positional, const std::vector<std::string>& args,
+           po::variables_map& vm) {
+  po::options_description all;
+  all.add(options);
+  all.add_options()("help,h", "show this help");
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: ambient " << command << " " << usage << "\n\n" << all << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("ambient ", command, ": ", e.what(), " (see 'ambient ", command, " --help')");
+  }
+  return true;
+}
+
+Progress::Progress(std::string label, int64_t total)
+    : label_(std::move(label)), total_(std::max<int64_t>(1, total)), start_(std::chrono::steady_clock::now()),
+      tty_(isatty(STDERR_FILENO) != 0) {}
+
+void Progress::update(int64_t done, const std::string& note) { draw(done, note, false); }
+
+void Progress::finish(const std::string& note) { draw(total_, note, true); }
+
+void Progress::draw(int64_t done, const std::string& note, bool final) {
+  const double frac = std::min(1.0, static_cast<double>(done) / total_);
+  const int decile = static_cast<int>(frac * 10);
+  if (!tty_ && !final && decile == last_decile_) return;
+  last_decile_ = decile;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = done > 0 ? elapsed * (total_ - done) / done : 0;
+  constexpr int width = 28;
+  const int filled = static_cast<int>(frac * width);
+  std::ostringstream os;
+  os << label_ << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << done << "/"
+     << total_ << std::fixed << std::setprecision(1) << "  " << elapsed << "s";
+  if (!final && done > 0) os << "  ETA " << eta << "s";
+  if (!note.empty()) os << "  " << note;
+  if (tty_) std::cerr << "\r\033[K" << os.str() << (final ? "\n" : "") << std::flush;
+  else std::cerr << os.str() << "\n";
+}
+
+JsonObject& JsonObject::add(const std::string& key, double value) {
+  std::ostringstream os;
+  if (std::isfinite(value)) os << std::setprecision(8) << value;
+  else os << "null";
+  items_.emplace_back(key, os.str());
+  return *this;
+}
+
+JsonObject& JsonObject::add(const std::string& key, const std::string& value) {
+  std::ostringstream os;
+  os << '"';
+  for (char ch : value) {
+    if (ch == '"' || ch == '\\') os << '\\' << ch;
+    else if (ch == '\n') os << "\\n";
+    else if (static_cast<unsigned char>(ch) < 0x20) os << ' ';
+    else os << ch;
+  }
+  os << '"';
+  items_.emplace_back(key, os.str());
+  return *this;
+}
+
+JsonObject& JsonObject::add_raw(const std::string& key, const std::string& json) {
+  items_.emplace_back(key, json);
+  return *this;
+}
+
+std::string JsonObject::str(int indent) const {
+  std::ostringstream os;
+  const std::string pad(indent, ' ');
+  os << "{" << (indent ? "\n" : "");
+  for (size_t i = 0; i < items_.size(); ++i) {
+    os << pad << '"' << items_[i].first << "\": " << items_[i].second << (i + 1 < items_.size() ? "," : "")
+       << (indent ? "\n" : "");
+  }
+  os << "}";
+  return os.str();
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  mri::write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp);
+    out << text;
+    AMBIENT_CHECK(out.good(), "output: could not write ", tmp);
+  });
+}
+
+void set_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+  mri::set_fft_threads(n);
+}
+
+}  // namespace ambient::app

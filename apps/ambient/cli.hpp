@@ -1,0 +1,59 @@
+// Shared pieces of the `ambient` subcommands: option helpers, a progress bar, JSON output, thread set-up.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+namespace ambient::app {
+
+namespace po = boost::program_options;
+
+/// Parses `args` (the subcommand's own) into `vm`; prints help and returns false when --help was given.
+bool parse(const std::string& command, const std::string& usage, const po::options_description& options,
+           const po::positional_options_description& positional, const std::vector<std::string>& args,
+           po::variables_map& vm);
+
+/// A one-line progress bar with rate and ETA on stderr (redrawn in place on a terminal, every 10% otherwise).
+class Progress {
+ public:
+  Progress(std::string label, int64_t total);
+  void update(int64_t done, const std::string& note = "");
+  void finish(const std::string& note = "");
+
+ private:
+  void draw(int64_t done, const std::string& note, bool final);
+  std::string label_;
+  int64_t total_;
+  std::chrono::steady_clock::time_point start_;
+  bool tty_;
+  int last_decile_ = -1;
+};
+
+/// A flat JSON object writer for metrics and reports (string and number values).
+class JsonObject {
+ public:
+  JsonObject& add(const std::string& key, double value);
+  JsonObject& add(const std::string& key, const std::string& value);
+  JsonObject& add_raw(const std::string& key, const std::string& json);
+  std::string str(int indent = 2) const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
+/// Writes text to `path` atomically.
+void write_text(const std::string& path, const std::string& text);
+
+/// Uses every core for LibTorch (it defaults to one here) and FFTW, or `threads` when positive.
+void set_threads(int threads);
+
+int run_info(const std::vector<std::string>& args);
+int run_simulate(const std::vector<std::string>& args);
+int run_recon(const std::vector<std::string>& args);
+int run_convert(const std::vector<std::string>& args);
+
+}  // namespace ambient::app

@@ -1,0 +1,77 @@
+// ambient: the command-line entry point; dispatches git-style subcommands and turns errors into one clear line.
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/log.hpp"
+#include "cli.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: ambient [--verbose] [--threads N] <command> [options]
+
+Learn clean MRI priors from corrupted scans, and reconstruct undersampled scans.
+
+commands:
+  info       describe a scan file (ISMRMRD, fastMRI HDF5, BART cfl)
+  simulate   make a multi-coil undersampled ISMRMRD scan from a NIfTI volume
+  recon      reconstruct a scan (zero-filled, CG-SENSE) to NIfTI, with PNG previews and metrics
+  convert    convert a scan to BART cfl, fastMRI HDF5, ISMRMRD, or a NIfTI image
+
+global options:
+  --verbose      log progress details (same as AMBIENT_LOG=info; AMBIENT_LOG=debug for more)
+  --threads N    threads for LibTorch and FFTW (default: all cores)
+  --version      print the version
+
+'ambient <command> --help' lists a command's options.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  int threads = 0;
+  size_t i = 0;
+  try {
+    for (; i < args.size() && !args[i].empty() && args[i][0] == '-'; ++i) {
+      if (args[i] == "--help" || args[i] == "-h") {
+        std::cout << kUsage;
+        return 0;
+      } else if (args[i] == "--version") {
+        std::cout << "ambient 0.1.0\n";
+        return 0;
+      } else if (args[i] == "--verbose" || args[i] == "-v") {
+        ambient::log::set_level(ambient::log::Level::info);
+      } else if (args[i] == "--threads" && i + 1 < args.size()) {
+        threads = std::stoi(args[++i]);
+      } else {
+        ambient::fail("unknown global option '", args[i], "' (see 'ambient --help')");
+      }
+    }
+    if (i == args.size()) {
+      std::cerr << kUsage;
+      return 2;
+    }
+    const std::string command = args[i];
+    std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());
+    ambient::app::set_threads(threads);
+    if (command == "info") return ambient::app::run_info(rest);
+    if (command == "simulate") return ambient::app::run_simulate(rest);
+    if (command == "recon") return ambient::app::run_recon(rest);
+    if (command == "convert") return ambient::app::run_convert(rest);
+    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert; see 'ambient --help')");
+  } catch (const ambient::Error& e) {
+    std::cerr << "ambient: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "ambient: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ambient: error: " << e.what() << "\n";
+    return 1;
+  }
+}

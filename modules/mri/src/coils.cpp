@@ -1,0 +1,79 @@
+// ESPIRiT: calibration matrix -> SVD -> signal-subspace kernels -> per-pixel eigenproblem in the image domain.
+#include "ambient/mri/coils.hpp"
+
+#include <torch/linalg.h>
+
+#include <cmath>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/fft.hpp"
+
+namespace ambient::mri {
+
+torch::Tensor rss(const torch::Tensor& coil_images, int64_t dim) {
+  return (coil_images.abs().square()).sum(dim).sqrt();
+}
+
+torch::Tensor espirit_maps(const torch::Tensor& ksp, const torch::Tensor& calib_lines, const EspiritConfig& cfg) {
+  AMBIENT_CHECK(ksp.dim() == 3 && ksp.scalar_type() == torch::kComplexFloat,
+                "ESPIRiT: expected complex64 k-space [coil, ky, kx], got ", shape_string(ksp.sizes().vec()));
+  AMBIENT_CHECK(calib_lines.dim() == 1 && calib_lines.size(0) == ksp.size(1),
+                "ESPIRiT: expected calibration lines [", ksp.size(1), "], got ", shape_string(calib_lines.sizes().vec()));
+  const int64_t C = ksp.size(0), ny = ksp.size(1), nx = ksp.size(2), k = cfg.kernel;
+  auto lines = torch::nonzero(calib_lines.to(torch::kBool)).flatten();
+  const int64_t cy = lines.numel();
+  AMBIENT_CHECK(cy >= k + 1, "ESPIRiT: expected at least ", k + 1, " calibration lines for a ", k,
+                "x", k, " kernel, got ", cy, "; acquire more ACS lines or use --kernel smaller");
+  const int64_t y0 = lines[0].item<int64_t>();
+  AMBIENT_CHECK(lines[-1].item<int64_t>() - y0 + 1 == cy, "ESPIRiT: expected contiguous calibration lines, got ",
+                cy, " lines spread over ", lines[-1].item<int64_t>() - y0 + 1);
+  const int64_t cx = std::min<int64_t>(std::max<int64_t>(cfg.calib_size, cy), nx);
+  const int64_t x0 = nx / 2 - cx / 2;
+  auto calib = ksp.narrow(1, y0, cy).narrow(2, x0, cx).to(torch::kComplexDouble);  // [C, cy, cx]
+
+  // Calibration matrix: one row per k x k patch, columns (coil, dy, dx).
+  auto patches = calib.unfold(1, k, 1).unfold(2, k, 1);  // [C, py, px, k, k]
+  const int64_t py = patches.size(1), px = patches.size(2);
+  auto a = patches.permute({1, 2, 0, 3, 4}).reshape({py * px, C * k * k});
+  auto svd = torch::linalg::svd(a, /*full_matrices=*/false, c10::nullopt);
+  auto s = std::get<1>(svd);
+  auto vh = std::get<2>(svd);  // [r, C k k]
+  const double smax = s[0].item<double>();
+  AMBIENT_CHECK(smax > 0, "ESPIRiT: the calibration region is all zeros");
+  const int64_t n = (s > cfg.threshold * smax).sum().item<int64_t>();
+  // Patches are rows of the calibration matrix, so they lie in the span of the leading rows of V^H themselves;
+  // those rows (unconjugated) are the signal-subspace kernels v_n [C, k, k].
+  auto kernels = vh.narrow(0, 0, n).reshape({n, C, k, k});
+
+  // The k-space patch projection sum_n v_n v_n^H, averaged over the k² patches covering a sample, is in the
+  // image domain the pointwise matrix W(r) = (1/k²) sum_n a_n(r) a_n(r)^H with a_n,c(r) = sum_q v_n,c(q)
+  // exp(+i 2π q·r / N) (a k-space shift by q multiplies the image by exp(-i 2π q·r / N)): sqrt(N) times the
+  // centred inverse FFT of the kernel placed at the centre of the grid. Coil images S m satisfy W S = S.
+  auto padded = torch::zeros({n, C, ny, nx}, torch::kComplexFloat);
+  padded.narrow(2, ny / 2 - k / 2, k).narrow(3, nx / 2 - k / 2, k).copy_(kernels.to(torch::kComplexFloat));
+  auto img = ifft2c(padded) * static_cast<float>(std::sqrt(static_cast<double>(ny * nx)));  // [n, C, ny, nx]
+  auto a_r = img.permute({2, 3, 1, 0}).reshape({ny * nx, C, n}).to(torch::kComplexDouble);
+  auto w = a_r.matmul(a_r.conj().transpose(1, 2)) / static_cast<double>(k * k);  // [P, C, C]
+  auto eig = torch::linalg::eigh(w, "L");
+  auto values = std::get<0>(eig);   // ascending, [P, C]
+  auto vectors = std::get<1>(eig);  // [P, C, C], columns
+  auto top = vectors.select(2, C - 1);  // [P, C]
+  auto lambda = values.select(1, C - 1);
+  // Remove coil 0's phase so the maps are unique; ESPIRiT leaves a per-pixel phase free.
+  auto ref = top.select(1, 0);
+  auto phase = torch::where(ref.abs() > 0, ref / ref.abs(), torch::ones_like(ref));
+  top = top * phase.conj().unsqueeze(1);
+  top = top * (lambda > cfg.crop).unsqueeze(1).to(top.scalar_type());
+  return top.reshape({ny, nx, C}).permute({2, 0, 1}).to(torch::kComplexFloat).contiguous();
+}
+
+torch::Tensor espirit_maps_batch(const torch::Tensor& ksp, const torch::Tensor& calib_lines, const EspiritConfig& cfg) {
+  AMBIENT_CHECK(ksp.dim() == 4, "ESPIRiT: expected k-space [slice, coil, ky, kx], got ", shape_string(ksp.sizes().vec()));
+  AMBIENT_CHECK(calib_lines.dim() == 2 && calib_lines.size(0) == ksp.size(0), "ESPIRiT: expected calibration lines [",
+                ksp.size(0), ", ky], got ", shape_string(calib_lines.sizes().vec()));
+  std::vector<torch::Tensor> maps;
+  for (int64_t s = 0; s < ksp.size(0); ++s) maps.push_back(espirit_maps(ksp[s], calib_lines[s], cfg));
+  return torch::stack(maps);
+}
+
+}  // namespace ambient::mri

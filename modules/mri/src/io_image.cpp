@@ -1,0 +1,181 @@
+// NIfTI and PNG through ITK (linked privately; ITK types stay in this file), and atomic file replacement.
+#include <itkImage.h>
+#include <itkImageFileReader.h>
+#include <itkImageFileWriter.h>
+#include <itkNiftiImageIO.h>
+#include <itkPNGImageIO.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+
+namespace ambient::mri {
+namespace {
+
+using Image3 = itk::Image<float, 3>;
+using Image2 = itk::Image<unsigned char, 2>;
+
+std::string extension_of(const std::string& path) {
+  const std::string name = std::filesystem::path(path).filename().string();
+  for (const char* ext : {".nii.gz", ".cfl", ".hdr", ".nii", ".png", ".h5"}) {
+    const std::string e(ext);
+    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) return e;
+  }
+  return std::filesystem::path(path).extension().string();
+}
+
+}  // namespace
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  AMBIENT_CHECK(fs::is_directory(dir), "output: directory does not exist: ", dir.string(), " (for ", path, ")");
+  const std::string ext = extension_of(path);
+  std::random_device rd;
+  const std::string stem = target.filename().string();
+  const fs::path tmp = dir / ("." + stem.substr(0, stem.size() - ext.size()) + ".tmp" + std::to_string(rd() % 1000000) + ext);
+  try {
+    write(tmp.string());
+    fs::rename(tmp, target);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+Volume volume_from_geometry(const torch::Tensor& images, const Geometry& g) {
+  AMBIENT_CHECK(images.dim() == 3, "volume: expected images [slice, ky, kx], got ", shape_string(images.sizes().vec()));
+  AMBIENT_CHECK(static_cast<int64_t>(g.slices.size()) == images.size(0), "volume: geometry has ", g.slices.size(),
+                " slices, images have ", images.size(0));
+  const int64_t ny = images.size(1), nx = images.size(2);
+  Volume v;
+  v.data = (images.is_complex() ? images.abs() : images).to(torch::kFloat).contiguous();
+  v.spacing = g.voxel_size(ny, nx);
+  const auto& s0 = g.slices[0];
+  Vec3 slice_axis = s0.slice_dir;
+  if (g.slices.size() > 1) {  // stack along the direction slices actually advance
+    Vec3 d;
+    double n = 0;
+    for (int i = 0; i < 3; ++i) d[i] = g.slices[1].position[i] - s0.position[i], n += d[i] * d[i];
+    n = std::sqrt(n);
+    if (n > 1e-6)
+      for (int i = 0; i < 3; ++i) slice_axis[i] = d[i] / n;
+  }
+  v.direction = {s0.read_dir, s0.phase_dir, slice_axis};
+  // Pixel (ny/2, nx/2) sits at the slice position (centred FFT convention).
+  for (int i = 0; i < 3; ++i)
+    v.origin[i] = s0.position[i] - (nx / 2) * v.spacing[0] * s0.read_dir[i] - (ny / 2) * v.spacing[1] * s0.phase_dir[i];
+  return v;
+}
+
+void write_nifti(const std::string& path, const Volume& v) {
+  AMBIENT_CHECK(v.data.defined() && v.data.dim() == 3, "NIfTI writer: expected a volume [z, y, x], got ",
+                v.data.defined() ? shape_string(v.data.sizes().vec()) : std::string("none"));
+  auto data = v.data.to(torch::kFloat).contiguous();
+  AMBIENT_CHECK(torch::isfinite(data).all().item<bool>(), "NIfTI writer: the volume holds NaN or infinite values; "
+                "refusing to write ", path);
+  auto image = Image3::New();
+  Image3::RegionType region;
+  Image3::SizeType size;
+  size[0] = data.size(2);
+  size[1] = data.size(1);
+  size[2] = data.size(0);
+  region.SetSize(size);
+  image->SetRegions(region);
+  image->Allocate();
+  std::memcpy(image->GetBufferPointer(), data.data_ptr(), sizeof(float) * data.numel());
+  Image3::SpacingType spacing;
+  Image3::PointType origin;
+  Image3::DirectionType direction;
+  for (int i = 0; i < 3; ++i) {
+    spacing[i] = v.spacing[i];
+    origin[i] = v.origin[i];
+    for (int j = 0; j < 3; ++j) direction[i][j] = v.direction[j][i];  // column j = axis j
+  }
+  image->SetSpacing(spacing);
+  image->SetOrigin(origin);
+  image->SetDirection(direction);
+  write_atomically(path, [&](const std::string& tmp) {
+    auto writer = itk::ImageFileWriter<Image3>::New();
+    writer->SetImageIO(itk::NiftiImageIO::New());
+    writer->SetFileName(tmp);
+    writer->SetInput(image);
+    try {
+      writer->Update();
+    } catch (const itk::ExceptionObject& e) {
+      fail("NIfTI writer: ITK could not write ", path, " (", e.GetDescription(), ")");
+    }
+  });
+}
+
+Volume read_nifti(const std::string& path) {
+  AMBIENT_CHECK(std::filesystem::exists(path), "NIfTI reader: file not found: ", path);
+  auto reader = itk::ImageFileReader<Image3>::New();
+  reader->SetImageIO(itk::NiftiImageIO::New());
+  reader->SetFileName(path);
+  try {
+    reader->Update();
+  } catch (const itk::ExceptionObject& e) {
+    fail("NIfTI reader: ITK could not read ", path, " as a 3-D NIfTI volume (", e.GetDescription(), ")");
+  }
+  auto image = reader->GetOutput();
+  const auto size = image->GetLargestPossibleRegion().GetSize();
+  Volume v;
+  v.data = torch::empty({static_cast<int64_t>(size[2]), static_cast<int64_t>(size[1]), static_cast<int64_t>(size[0])},
+                        torch::kFloat);
+  std::memcpy(v.data.data_ptr(), image->GetBufferPointer(), sizeof(float) * v.data.numel());
+  for (int i = 0; i < 3; ++i) {
+    v.spacing[i] = image->GetSpacing()[i];
+    v.origin[i] = image->GetOrigin()[i];
+    for (int j = 0; j < 3; ++j) v.direction[j][i] = image->GetDirection()[i][j];
+  }
+  AMBIENT_CHECK(torch::isfinite(v.data).all().item<bool>(), "NIfTI reader: ", path, " holds NaN or infinite values");
+  return v;
+}
+
+void write_png(const std::string& path, const torch::Tensor& image, double lo, double hi) {
+  AMBIENT_CHECK(image.dim() == 2, "PNG writer: expected an image [h, w], got ", shape_string(image.sizes().vec()));
+  AMBIENT_CHECK(hi > lo, "PNG writer: expected a window with hi > lo, got [", lo, ", ", hi, "]");
+  auto scaled = ((image.to(torch::kDouble) - lo) / (hi - lo) * 255.0).nan_to_num(0).clamp(0, 255).round()
+                    .to(torch::kUInt8).contiguous();
+  auto png = Image2::New();
+  Image2::RegionType region;
+  Image2::SizeType size;
+  size[0] = scaled.size(1);
+  size[1] = scaled.size(0);
+  region.SetSize(size);
+  png->SetRegions(region);
+  png->Allocate();
+  std::memcpy(png->GetBufferPointer(), scaled.data_ptr(), scaled.numel());
+  write_atomically(path, [&](const std::string& tmp) {
+    auto writer = itk::ImageFileWriter<Image2>::New();
+    writer->SetImageIO(itk::PNGImageIO::New());
+    writer->SetFileName(tmp);
+    writer->SetInput(png);
+    try {
+      writer->Update();
+    } catch (const itk::ExceptionObject& e) {
+      fail("PNG writer: ITK could not write ", path, " (", e.GetDescription(), ")");
+    }
+  });
+}
+
+void write_png_row(const std::string& path, const std::vector<torch::Tensor>& images, double hi) {
+  AMBIENT_CHECK(!images.empty(), "PNG writer: expected at least one image");
+  std::vector<torch::Tensor> parts;
+  const int64_t h = images[0].size(0);
+  for (size_t i = 0; i < images.size(); ++i) {
+    AMBIENT_CHECK(images[i].dim() == 2 && images[i].size(0) == h, "PNG writer: images must share their height");
+    if (i) parts.push_back(torch::full({h, 2}, 0.5 * hi, torch::kDouble));
+    parts.push_back(images[i].to(torch::kDouble));
+  }
+  write_png(path, torch::cat(parts, 1), 0.0, hi);
+}
+
+}  // namespace ambient::mri

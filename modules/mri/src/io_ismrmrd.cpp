@@ -1,0 +1,339 @@
+// ISMRMRD reader and writer: Cartesian 2-D, multi-slice, multi-coil; the one place ISMRMRD layouts meet tensors.
+#include <ismrmrd/dataset.h>
+#include <ismrmrd/ismrmrd.h>
+#include <ismrmrd/version.h>
+#include <ismrmrd/xml.h>
+
+#include <hdf5.h>
+
+#include <cmath>
+#include <complex>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+#include "ambient/mri/log.hpp"
+#include "ambient/mri/masks.hpp"
+
+namespace ambient::mri {
+namespace {
+
+constexpr uint64_t kSkippedFlags[] = {
+    ISMRMRD::ISMRMRD_ACQ_IS_NAVIGATION_DATA, ISMRMRD::ISMRMRD_ACQ_IS_PHASECORR_DATA,
+    ISMRMRD::ISMRMRD_ACQ_IS_DUMMYSCAN_DATA,  ISMRMRD::ISMRMRD_ACQ_IS_RTFEEDBACK_DATA,
+    ISMRMRD::ISMRMRD_ACQ_IS_HPFEEDBACK_DATA, ISMRMRD::ISMRMRD_ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
+    ISMRMRD::ISMRMRD_ACQ_IS_PHASE_STABILIZATION_REFERENCE, ISMRMRD::ISMRMRD_ACQ_IS_PHASE_STABILIZATION};
+
+bool flag(ISMRMRD::Acquisition& acq, uint64_t f) { return acq.isFlagSet(static_cast<ISMRMRD::ISMRMRD_AcquisitionFlags>(f)); }
+
+Vec3 to_vec3(const float (&v)[3]) { return {v[0], v[1], v[2]}; }
+double norm(const Vec3& v) { return std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]); }
+Vec3 cross(const Vec3& a, const Vec3& b) {
+  return {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
+}
+
+void require_file(const std::string& path, const char* what) {
+  AMBIENT_CHECK(std::filesystem::exists(path), what, ": file not found: ", path);
+  AMBIENT_CHECK(H5Fis_hdf5(path.c_str()) > 0, what, ": expected an HDF5 file, got something else (truncated or "
+                "not HDF5): ", path);
+}
+
+}  // namespace
+
+Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
+  require_file(path, "ISMRMRD reader");
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  std::unique_ptr<ISMRMRD::Dataset> d;
+  std::string xml;
+  try {
+    d = std::make_unique<ISMRMRD::Dataset>(path.c_str(), opt.ismrmrd_group.c_str(), false);
+    d->readHeader(xml);
+  } catch (const std::exception& e) {
+    fail("ISMRMRD reader: could not open group '", opt.ismrmrd_group, "' with an XML header in ", path, " (",
+         e.what(), ")");
+  }
+  ISMRMRD::IsmrmrdHeader h;
+  try {
+    ISMRMRD::deserialize(xml.c_str(), h);
+  } catch (const std::exception& e) {
+    fail("ISMRMRD reader: the XML header does not parse (", e.what(), ") in ", path);
+  }
+  AMBIENT_CHECK(!h.encoding.empty(), "ISMRMRD reader: expected at least one <encoding>, got none in ", path);
+  const ISMRMRD::Encoding& enc = h.encoding[0];
+  AMBIENT_CHECK(enc.trajectory == ISMRMRD::TrajectoryType::CARTESIAN,
+                "ISMRMRD reader: expected a Cartesian trajectory, got another (", path, ")");
+  AMBIENT_CHECK(enc.encodedSpace.matrixSize.z <= 1, "ISMRMRD reader: expected a 2-D encoding (matrix z = 1), got z = ",
+                enc.encodedSpace.matrixSize.z, " (", path, ")");
+  const int64_t nx_enc = enc.encodedSpace.matrixSize.x, ny = enc.encodedSpace.matrixSize.y;
+  const int64_t nx_recon = enc.reconSpace.matrixSize.x;
+  AMBIENT_CHECK(nx_enc > 0 && ny > 0 && nx_recon > 0 && nx_recon <= nx_enc,
+                "ISMRMRD reader: expected matrix sizes with 0 < recon x <= encoded x, got encoded ", nx_enc, " x ", ny,
+                ", recon x ", nx_recon, " (", path, ")");
+  const auto& lim = enc.encodingLimits;
+  const int64_t e1_centre = lim.kspace_encoding_step_1 ? lim.kspace_encoding_step_1->center : ny / 2;
+
+  uint32_t count = 0;
+  try {
+    count = d->getNumberOfAcquisitions();
+  } catch (const std::exception& e) {
+    fail("ISMRMRD reader: no acquisition data in ", path, " (", e.what(), ")");
+  }
+  AMBIENT_CHECK(count > 0, "ISMRMRD reader: expected acquisitions, got none (", path, ")");
+
+  // First pass: read everything once (one HDF5 read per acquisition), find coils, slices and noise.
+  std::vector<ISMRMRD::Acquisition> acqs(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    try {
+      d->readAcquisition(i, acqs[i]);
+    } catch (const std::exception& e) {
+      fail("ISMRMRD reader: acquisition ", i, " of ", count, " is unreadable (", e.what(), "); truncated file? (",
+           path, ")");
+    }
+  }
+  int64_t coils = -1, n_slices = lim.slice ? lim.slice->maximum + 1 : 0;
+  float noise_dwell = 0, data_dwell = 0;
+  for (auto& a : acqs) {
+    if (flag(a, ISMRMRD::ISMRMRD_ACQ_IS_NOISE_MEASUREMENT)) continue;
+    if (coils < 0) coils = a.active_channels();
+    AMBIENT_CHECK(a.active_channels() == coils, "ISMRMRD reader: expected ", coils,
+                  " channels in every acquisition, got ", a.active_channels(), " (", path, ")");
+    n_slices = std::max<int64_t>(n_slices, a.idx().slice + 1);
+  }
+  AMBIENT_CHECK(coils > 0, "ISMRMRD reader: expected imaging acquisitions, got only noise (", path, ")");
+  int64_t noise_samples = 0;
+  for (auto& a : acqs) {
+    if (!flag(a, ISMRMRD::ISMRMRD_ACQ_IS_NOISE_MEASUREMENT)) continue;
+    AMBIENT_CHECK(a.active_channels() == coils, "ISMRMRD reader: noise scan has ", a.active_channels(),
+                  " channels, the data ", coils, " (", path, ")");
+    noise_samples += a.number_of_samples();  // data: [coil][sample]
+    noise_dwell = a.sample_time_us();
+  }
+
+  // Second pass: place lines. Sums and counts let repeated lines (repetitions, averages) be averaged.
+  auto sum = torch::zeros({n_slices, coils, ny, nx_enc}, torch::kComplexFloat);
+  auto cal = torch::zeros_like(sum);
+  auto n_img = torch::zeros({n_slices, ny}, torch::kInt);
+  auto n_cal = torch::zeros({n_slices, ny}, torch::kInt);
+  auto ps = reinterpret_cast<std::complex<float>*>(sum.data_ptr());
+  auto pc = reinterpret_cast<std::complex<float>*>(cal.data_ptr());
+  auto ai = n_img.accessor<int, 2>();
+  auto ac = n_cal.accessor<int, 2>();
+  Geometry geo;
+  geo.fov_mm = {enc.reconSpace.fieldOfView_mm.x, enc.reconSpace.fieldOfView_mm.y, enc.reconSpace.fieldOfView_mm.z};
+  geo.slices.resize(n_slices);
+  std::vector<bool> have_geometry(n_slices, false);
+  int64_t skipped = 0, other_index = 0;
+  for (auto& a : acqs) {
+    if (flag(a, ISMRMRD::ISMRMRD_ACQ_IS_NOISE_MEASUREMENT)) continue;
+    bool skip = false;
+    for (uint64_t f : kSkippedFlags) skip = skip || flag(a, f);
+    if (skip) {
+      ++skipped;
+      continue;
+    }
+    const auto& idx = a.idx();
+    if (idx.contrast != opt.contrast || idx.phase != 0 || idx.set != 0 ||
+        (opt.repetition >= 0 && idx.repetition != opt.repetition) ||
+        (opt.average >= 0 && idx.average != opt.average)) {
+      ++other_index;
+      continue;
+    }
+    const int64_t s = idx.slice;
+    const int64_t ky = static_cast<int64_t>(idx.kspace_encode_step_1) - e1_centre + ny / 2;
+    AMBIENT_CHECK(ky >= 0 && ky < ny, "ISMRMRD reader: phase-encode step ", idx.kspace_encode_step_1,
+                  " with centre ", e1_centre, " falls outside the ", ny, "-line matrix (", path, ")");
+    const int64_t ns = a.number_of_samples();
+    const int64_t x0 = nx_enc / 2 - static_cast<int64_t>(a.center_sample());
+    const int64_t first = std::max<int64_t>(a.discard_pre(), -x0);
+    const int64_t last = std::min<int64_t>(ns - a.discard_post(), nx_enc - x0);  // exclusive
+    AMBIENT_CHECK(last > first, "ISMRMRD reader: readout of ", ns, " samples centred at ", a.center_sample(),
+                  " does not overlap the ", nx_enc, "-sample matrix (", path, ")");
+    const bool calib_only = flag(a, ISMRMRD::ISMRMRD_ACQ_IS_PARALLEL_CALIBRATION);
+    const bool calib_too = flag(a, ISMRMRD::ISMRMRD_ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING);
+    const auto* p = a.getDataPtr();
+    for (int64_t c = 0; c < coils; ++c) {
+      const size_t base = ((s * coils + c) * ny + ky) * nx_enc + x0;
+      for (int64_t k = first; k < last; ++k) {
+        if (!calib_only) ps[base + k] += p[c * ns + k];
+        if (calib_only || calib_too) pc[base + k] += p[c * ns + k];
+      }
+    }
+    if (!calib_only) ai[s][ky] += 1;
+    if (calib_only || calib_too) ac[s][ky] += 1;
+    if (!calib_only) data_dwell = a.sample_time_us();
+    if (!have_geometry[s] && !calib_only) {
+      auto& g = geo.slices[s];
+      g.position = to_vec3(a.position());
+      // Some writers (e.g. the ISMRMRD phantom generator) leave direction cosines at zero: keep the identity.
+      if (norm(to_vec3(a.read_dir())) > 0.5 && norm(to_vec3(a.phase_dir())) > 0.5) {
+        g.read_dir = to_vec3(a.read_dir());
+        g.phase_dir = to_vec3(a.phase_dir());
+        g.slice_dir = norm(to_vec3(a.slice_dir())) > 0.5 ? to_vec3(a.slice_dir()) : cross(g.read_dir, g.phase_dir);
+      } else {
+        g.position[2] += s * geo.fov_mm[2];  // no geometry at all: stack slices by their thickness
+      }
+      have_geometry[s] = true;
+    }
+  }
+  if (skipped) log::info("ISMRMRD reader: skipped " + std::to_string(skipped) + " navigator/phase-correction lines");
+  if (other_index)
+    log::info("ISMRMRD reader: skipped " + std::to_string(other_index) +
+              " lines of other contrasts, phases, sets, repetitions or averages");
+  AMBIENT_CHECK(n_img.sum().item<int64_t>() > 0, "ISMRMRD reader: no imaging lines match the selection (contrast ",
+                opt.contrast, ", repetition ", opt.repetition, ", average ", opt.average, ") in ", path);
+  for (int64_t s = 0; s < n_slices; ++s)
+    AMBIENT_CHECK(have_geometry[s], "ISMRMRD reader: slice ", s, " has no imaging lines (", path, ")");
+
+  Scan scan;
+  scan.format = "ismrmrd";
+  scan.source = path;
+  auto denom = [](const torch::Tensor& n) { return n.clamp_min(1).to(torch::kFloat).reshape({n.size(0), 1, n.size(1), 1}); };
+  scan.ksp = sum / denom(n_img);
+  scan.mask = n_img > 0;
+  const bool has_calib = n_cal.sum().item<int64_t>() > 0;
+  if (has_calib) {
+    auto cal_avg = cal / denom(n_cal);
+    auto cal_lines = (n_cal > 0).reshape({n_slices, 1, ny, 1});
+    // Calibration-only lines (separate or interleaved reference) live in calib_ksp; imaging lines stay in ksp.
+    scan.calib = n_cal > 0;
+    if ((scan.calib & ~scan.mask).any().item<bool>()) scan.calib_ksp = torch::where(cal_lines, cal_avg, scan.ksp);
+  } else {
+    scan.calib = torch::zeros_like(scan.mask);
+    for (int64_t s = 0; s < n_slices; ++s) scan.calib[s] = central_run(scan.mask[s]);
+  }
+
+  if (noise_samples > 0) {
+    // noise: [coil, samples], gathered acquisition by acquisition
+    auto t = torch::empty({coils, noise_samples}, torch::kComplexFloat);
+    auto* pt = reinterpret_cast<std::complex<float>*>(t.data_ptr());
+    int64_t offset = 0;
+    for (auto& a : acqs) {
+      if (!flag(a, ISMRMRD::ISMRMRD_ACQ_IS_NOISE_MEASUREMENT)) continue;
+      const int64_t ns = a.number_of_samples();
+      const auto* p = a.getDataPtr();
+      for (int64_t c = 0; c < coils; ++c)
+        std::memcpy(pt + c * noise_samples + offset, p + c * ns, sizeof(std::complex<float>) * ns);
+      offset += ns;
+    }
+    scan.noise = t;
+    if (opt.prewhiten) {
+      // White noise variance scales with 1 / dwell time: rescale the noise covariance to the data's bandwidth.
+      const double scale = (noise_dwell > 0 && data_dwell > 0) ? static_cast<double>(noise_dwell) / data_dwell : 1.0;
+      auto w = whitening_matrix(t, scale);
+      scan.ksp = apply_coil_matrix(w, scan.ksp);
+      if (scan.calib_ksp.defined()) scan.calib_ksp = apply_coil_matrix(w, scan.calib_ksp);
+      scan.prewhitened = true;
+    }
+  }
+  if (opt.remove_oversampling && nx_recon < nx_enc) {
+    scan.ksp = crop_readout(scan.ksp, nx_recon);
+    if (scan.calib_ksp.defined()) scan.calib_ksp = crop_readout(scan.calib_ksp, nx_recon);
+  } else if (nx_recon < nx_enc) {
+    geo.fov_mm[0] = enc.encodedSpace.fieldOfView_mm.x;
+  }
+  scan.ksp = scan.ksp.contiguous();
+  scan.geometry = geo;
+  if (h.subjectInformation && h.subjectInformation->patientID) scan.meta["patient_id"] = *h.subjectInformation->patientID;
+  if (h.measurementInformation) scan.meta["patient_position"] = h.measurementInformation->patientPosition;
+  validate(scan, "ISMRMRD reader (" + path + ")");
+  return scan;
+}
+
+void write_ismrmrd(const std::string& path, const Scan& scan, const std::string& group) {
+  validate(scan, "ISMRMRD writer");
+  const int64_t S = scan.slices(), C = scan.coils(), ny = scan.ny(), nx = scan.nx();
+  AMBIENT_CHECK(C <= 65535 && nx <= 65535 && ny <= 65535, "ISMRMRD writer: sizes exceed 16-bit header fields");
+  ISMRMRD::IsmrmrdHeader h;
+  h.version = ISMRMRD_XMLHDR_VERSION;
+  h.experimentalConditions.H1resonanceFrequency_Hz = 127740000;  // 3 T
+  ISMRMRD::AcquisitionSystemInformation sys;
+  sys.receiverChannels = static_cast<unsigned short>(C);
+  sys.systemVendor = std::string("ambient simulate");
+  h.acquisitionSystemInformation = sys;
+  ISMRMRD::MeasurementInformation meas;
+  meas.patientPosition = scan.meta.count("patient_position") ? scan.meta.at("patient_position") : "HFS";
+  h.measurementInformation = meas;
+  if (scan.meta.count("patient_id")) {
+    ISMRMRD::SubjectInformation subj;
+    subj.patientID = scan.meta.at("patient_id");
+    h.subjectInformation = subj;
+  }
+  ISMRMRD::Encoding e;
+  e.trajectory = ISMRMRD::TrajectoryType::CARTESIAN;
+  const auto& fov = scan.geometry.fov_mm;
+  e.encodedSpace.matrixSize = ISMRMRD::MatrixSize(nx, ny, 1);
+  e.encodedSpace.fieldOfView_mm = {static_cast<float>(fov[0]), static_cast<float>(fov[1]), static_cast<float>(fov[2])};
+  e.reconSpace = e.encodedSpace;
+  e.encodingLimits.kspace_encoding_step_1 = ISMRMRD::Limit(0, ny - 1, ny / 2);
+  e.encodingLimits.slice = ISMRMRD::Limit(0, S - 1, 0);
+  e.encodingLimits.repetition = ISMRMRD::Limit(0, 0, 0);
+  ISMRMRD::ParallelImaging pi;
+  pi.accelerationFactor.kspace_encoding_step_1 = static_cast<unsigned short>(std::lround(scan.acceleration()));
+  pi.accelerationFactor.kspace_encoding_step_2 = 1;
+  pi.calibrationMode = std::string("embedded");
+  e.parallelImaging = pi;
+  h.encoding.push_back(e);
+  std::ostringstream xml;
+  ISMRMRD::serialize(h, xml);
+
+  const float dwell_us = 5.0f;
+  write_atomically(path, [&](const std::string& tmp) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    ISMRMRD::Dataset d(tmp.c_str(), group.c_str(), true);
+    d.writeHeader(xml.str());
+    uint32_t counter = 0;
+    if (scan.noise.defined()) {
+      auto noise = scan.noise.contiguous();
+      const int64_t ns_total = noise.size(1);
+      const auto* pn = reinterpret_cast<const std::complex<float>*>(noise.data_ptr());
+      for (int64_t off = 0; off < ns_total; off += nx) {
+        const int64_t ns = std::min<int64_t>(nx, ns_total - off);
+        ISMRMRD::Acquisition acq(static_cast<uint16_t>(ns), static_cast<uint16_t>(C));
+        acq.setFlag(ISMRMRD::ISMRMRD_ACQ_IS_NOISE_MEASUREMENT);
+        acq.sample_time_us() = dwell_us;
+        acq.scan_counter() = counter++;
+        for (int64_t c = 0; c < C; ++c)
+          std::memcpy(acq.getDataPtr() + c * ns, pn + c * ns_total + off, sizeof(std::complex<float>) * ns);
+        d.appendAcquisition(acq);
+      }
+    }
+    auto ksp = scan.ksp.contiguous();
+    const auto* pk = reinterpret_cast<const std::complex<float>*>(ksp.data_ptr());
+    auto mask = scan.mask.contiguous();
+    auto calib = scan.calib.contiguous();
+    auto am = mask.accessor<bool, 2>();
+    auto ak = calib.accessor<bool, 2>();
+    for (int64_t s = 0; s < S; ++s) {
+      const auto& g = scan.geometry.slices[s];
+      int64_t first = -1, last = -1;
+      for (int64_t y = 0; y < ny; ++y)
+        if (am[s][y]) last = y, first = first < 0 ? y : first;
+      for (int64_t y = 0; y < ny; ++y) {
+        if (!am[s][y]) continue;
+        ISMRMRD::Acquisition acq(static_cast<uint16_t>(nx), static_cast<uint16_t>(C));
+        acq.available_channels() = static_cast<uint16_t>(C);
+        acq.center_sample() = static_cast<uint16_t>(nx / 2);
+        acq.sample_time_us() = dwell_us;
+        acq.scan_counter() = counter++;
+        acq.idx().kspace_encode_step_1 = static_cast<uint16_t>(y);
+        acq.idx().slice = static_cast<uint16_t>(s);
+        if (ak[s][y]) acq.setFlag(ISMRMRD::ISMRMRD_ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING);
+        if (y == first) acq.setFlag(ISMRMRD::ISMRMRD_ACQ_FIRST_IN_SLICE);
+        if (y == last) acq.setFlag(ISMRMRD::ISMRMRD_ACQ_LAST_IN_SLICE);
+        for (int i = 0; i < 3; ++i) {
+          acq.position()[i] = static_cast<float>(g.position[i]);
+          acq.read_dir()[i] = static_cast<float>(g.read_dir[i]);
+          acq.phase_dir()[i] = static_cast<float>(g.phase_dir[i]);
+          acq.slice_dir()[i] = static_cast<float>(g.slice_dir[i]);
+        }
+        for (int64_t c = 0; c < C; ++c)
+          std::memcpy(acq.getDataPtr() + c * nx, pk + ((s * C + c) * ny + y) * nx, sizeof(std::complex<float>) * nx);
+        d.appendAcquisition(acq);
+      }
+    }
+  });
+}
+
+}  // namespace ambient::mri

@@ -1,0 +1,40 @@
+// Format detection and the one read_scan() entry point.
+#include <hdf5.h>
+
+#include <filesystem>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+
+namespace ambient::mri {
+
+std::string detect_format(const std::string& path, const ReadOptions& opt) {
+  namespace fs = std::filesystem;
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".cfl" || ext == ".hdr" || (!fs::exists(path) && fs::exists(path + ".hdr"))) return "cfl";
+  AMBIENT_CHECK(fs::exists(path), "scan: file not found: ", path);
+  AMBIENT_CHECK(fs::is_regular_file(path), "scan: expected a file, got a directory or device: ", path);
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  AMBIENT_CHECK(H5Fis_hdf5(path.c_str()) > 0, "scan: ", path, " is neither HDF5 (ISMRMRD, fastMRI) nor BART cfl; "
+                "is it truncated?");
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  AMBIENT_CHECK(f >= 0, "scan: cannot open HDF5 file ", path, " (truncated?)");
+  const std::string data = "/" + opt.ismrmrd_group + "/data";
+  const bool ismrmrd = H5Lexists(f, ("/" + opt.ismrmrd_group).c_str(), H5P_DEFAULT) > 0 &&
+                       H5Lexists(f, data.c_str(), H5P_DEFAULT) > 0;
+  const bool fastmri = H5Lexists(f, "kspace", H5P_DEFAULT) > 0;
+  H5Fclose(f);
+  if (ismrmrd) return "ismrmrd";
+  if (fastmri) return "fastmri";
+  fail("scan: HDF5 file ", path, " has neither an ISMRMRD group '/", opt.ismrmrd_group,
+       "/data' nor a fastMRI 'kspace' dataset");
+}
+
+Scan read_scan(const std::string& path, const ReadOptions& opt) {
+  const std::string format = detect_format(path, opt);
+  if (format == "ismrmrd") return read_ismrmrd(path, opt);
+  if (format == "fastmri") return read_fastmri(path, opt);
+  return read_cfl_scan(path);
+}
+
+}  // namespace ambient::mri

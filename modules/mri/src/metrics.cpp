@@ -1,0 +1,63 @@
+// NMSE, PSNR and SSIM exactly as fastMRI computes them, in double precision.
+#include "ambient/mri/metrics.hpp"
+
+#include <cmath>
+
+#include "ambient/mri/error.hpp"
+
+namespace ambient::mri {
+namespace {
+
+torch::Tensor as_volume(const torch::Tensor& t, const char* what) {
+  AMBIENT_CHECK(t.defined() && (t.dim() == 2 || t.dim() == 3), "metrics: expected ", what,
+                " [slice, h, w] or [h, w], got ", t.defined() ? shape_string(t.sizes().vec()) : std::string("none"));
+  auto v = (t.is_complex() ? t.abs() : t).to(torch::kDouble);
+  return t.dim() == 2 ? v.unsqueeze(0) : v;
+}
+
+void check_pair(const torch::Tensor& gt, const torch::Tensor& x) {
+  AMBIENT_CHECK(gt.sizes() == x.sizes(), "metrics: reference ", shape_string(gt.sizes().vec()),
+                " and reconstruction ", shape_string(x.sizes().vec()), " differ in shape");
+}
+
+}  // namespace
+
+double nmse(const torch::Tensor& gt_in, const torch::Tensor& x_in) {
+  auto gt = as_volume(gt_in, "reference"), x = as_volume(x_in, "reconstruction");
+  check_pair(gt, x);
+  const double den = gt.square().sum().item<double>();
+  AMBIENT_CHECK(den > 0, "metrics: the reference is all zeros; NMSE is undefined");
+  return (gt - x).square().sum().item<double>() / den;
+}
+
+double psnr(const torch::Tensor& gt_in, const torch::Tensor& x_in) {
+  auto gt = as_volume(gt_in, "reference"), x = as_volume(x_in, "reconstruction");
+  check_pair(gt, x);
+  const double range = gt.max().item<double>();
+  const double mse = (gt - x).square().mean().item<double>();
+  if (mse == 0) return INFINITY;
+  return 10.0 * std::log10(range * range / mse);
+}
+
+double ssim(const torch::Tensor& gt_in, const torch::Tensor& x_in) {
+  auto gt = as_volume(gt_in, "reference"), x = as_volume(x_in, "reconstruction");
+  check_pair(gt, x);
+  constexpr int64_t win = 7;
+  AMBIENT_CHECK(gt.size(1) >= win && gt.size(2) >= win, "metrics: SSIM needs images of at least 7x7, got ",
+                gt.size(1), "x", gt.size(2));
+  const double range = gt.max().item<double>();
+  const double c1 = std::pow(0.01 * range, 2), c2 = std::pow(0.03 * range, 2);
+  const double np = win * win, cov_norm = np / (np - 1);
+  // Valid 7x7 box means: exactly the interior that skimage keeps after cropping (win-1)/2 on each side.
+  auto mean = [&](const torch::Tensor& t) { return t.unfold(1, win, 1).unfold(2, win, 1).mean({-1, -2}); };
+  auto ux = mean(gt), uy = mean(x);
+  auto vx = cov_norm * (mean(gt * gt) - ux * ux);
+  auto vy = cov_norm * (mean(x * x) - uy * uy);
+  auto vxy = cov_norm * (mean(gt * x) - ux * uy);
+  auto s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
+  return s.mean({1, 2}).mean().item<double>();
+}
+
+Metrics evaluate(const torch::Tensor& gt, const torch::Tensor& x) { return {nmse(gt, x), psnr(gt, x), ssim(gt, x)}; }
+
+}  // namespace ambient::mri
