@@ -1,1 +1,232 @@
+// Readers and writers: round trips through ISMRMRD, fastMRI, cfl and NIfTI, geometry, and clear errors on bad files.
 #include <gtest/gtest.h>
+
+#include <hdf5.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/fft.hpp"
+#include "ambient/mri/io.hpp"
+#include "ambient/mri/masks.hpp"
+#include "ambient/mri/scan.hpp"
+#include "helpers.hpp"
+
+using namespace ambient;
+namespace fs = std::filesystem;
+
+namespace {
+
+mri::Scan small_scan(int64_t slices = 2, int64_t coils = 3, int64_t ny = 24, int64_t nx = 20) {
+  mri::Scan s;
+  s.ksp = test::random_complex({slices, coils, ny, nx}, 1);
+  s.mask = torch::zeros({slices, ny}, torch::kBool);
+  for (int64_t i = 0; i < slices; ++i) s.mask[i] = mri::random_mask_1d(ny, 0.25, 2, i);
+  s.calib = torch::zeros_like(s.mask);
+  for (int64_t i = 0; i < slices; ++i) s.calib[i] = mri::central_run(s.mask[i]);
+  s.ksp = s.ksp * s.kspace_mask();
+  s.noise = test::random_complex({coils, 512}, 2);
+  s.geometry.fov_mm = {200, 240, 4};
+  for (int64_t i = 0; i < slices; ++i) {
+    mri::SliceGeometry g;
+    g.position = {10.0, -20.0, 5.0 + 6.0 * i};
+    g.read_dir = {0, 1, 0};
+    g.phase_dir = {-1, 0, 0};
+    g.slice_dir = {0, 0, 1};
+    s.geometry.slices.push_back(g);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST(Io, IsmrmrdRoundTripKeepsDataMaskCalibrationNoiseAndGeometry) {
+  auto s = small_scan();
+  const auto path = test::scratch("roundtrip.h5");
+  mri::write_ismrmrd(path, s);
+  mri::ReadOptions ro;
+  ro.prewhiten = false;
+  auto r = mri::read_ismrmrd(path, ro);
+  EXPECT_EQ(r.format, "ismrmrd");
+  EXPECT_TRUE(r.mask.equal(s.mask));
+  EXPECT_TRUE(r.calib.equal(s.calib));
+  EXPECT_LT(test::rel_max_error(r.ksp, s.ksp), 1e-7);
+  EXPECT_LT(test::rel_max_error(r.noise, s.noise), 1e-7);
+  ASSERT_EQ(r.geometry.slices.size(), 2u);
+  EXPECT_NEAR(r.geometry.slices[1].position[2], 11.0, 1e-5);
+  EXPECT_NEAR(r.geometry.slices[0].phase_dir[0], -1.0, 1e-6);
+  EXPECT_NEAR(r.geometry.fov_mm[1], 240.0, 1e-4);
+  EXPECT_FALSE(r.prewhitened);
+}
+
+TEST(Io, IsmrmrdPrewhiteningGivesUnitUncorrelatedNoise) {
+  auto s = small_scan(1, 4, 16, 16);
+  // Correlated noise: n = L w with a non-trivial L.
+  auto l = torch::tensor({1.0, 0.0, 0.0, 0.0, 0.5, 1.2, 0.0, 0.0, 0.1, 0.3, 0.8, 0.0, 0.2, 0.0, 0.4, 2.0},
+                         torch::kFloat).reshape({4, 4}).to(torch::kComplexFloat);
+  s.noise = l.matmul(test::random_complex({4, 20000}, 3));
+  auto w = mri::whitening_matrix(s.noise);
+  auto white = w.matmul(s.noise);
+  auto cov = white.matmul(white.conj().transpose(0, 1)) / 20000.0;
+  EXPECT_LT((cov - torch::eye(4, torch::kComplexFloat)).abs().max().item<double>(), 0.03);
+  const auto path = test::scratch("whiten.h5");
+  mri::write_ismrmrd(path, s);
+  auto r = mri::read_ismrmrd(path);  // prewhitens by default
+  EXPECT_TRUE(r.prewhitened);
+  EXPECT_LT(test::rel_max_error(r.ksp, mri::apply_coil_matrix(mri::whitening_matrix(s.noise), s.ksp)), 1e-5);
+}
+
+TEST(Io, FastmriRoundTripTransposesToPhaseEncodeRows) {
+  auto s = small_scan(2, 3, 24, 20);
+  s.mask[1] = s.mask[0];  // fastMRI keeps one mask for the volume
+  s.ksp = s.ksp * s.kspace_mask();
+  s.calib[1] = s.calib[0];
+  const auto path = test::scratch("fastmri.h5");
+  mri::write_fastmri(path, s);
+  EXPECT_EQ(mri::detect_format(path), "fastmri");
+  auto r = mri::read_fastmri(path);
+  EXPECT_TRUE(r.mask.equal(s.mask));
+  EXPECT_LT(test::rel_max_error(r.ksp, s.ksp), 1e-7);
+  EXPECT_EQ(r.meta.at("acquisition"), "AXT1");
+  // The file itself holds (slices, coils, H = kx, W = ky), as fastMRI does.
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "kspace", H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d);
+  hsize_t dims[4];
+  H5Sget_simple_extent_dims(sp, dims, nullptr);
+  EXPECT_EQ(dims[2], 20u);
+  EXPECT_EQ(dims[3], 24u);
+  H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+}
+
+TEST(Io, FastmriReaderRemovesReadoutOversamplingFromTheHeader) {
+  // An image occupying the central half of an oversampled readout comes back intact on the recon grid.
+  auto img = torch::zeros({1, 1, 16, 32}, torch::kComplexFloat);
+  img.narrow(3, 8, 16).copy_(test::random_complex({1, 1, 16, 16}, 4));
+  mri::Scan s;
+  s.ksp = mri::fft2c(img);
+  s.mask = torch::ones({1, 16}, torch::kBool);
+  s.calib = torch::ones({1, 16}, torch::kBool);
+  s.geometry = mri::default_geometry(1, {200, 200, 5});
+  const auto path = test::scratch("fastmri_os.h5");
+  mri::write_fastmri(path, s);
+  // Rewrite the header so the recon matrix is half the encoded readout.
+  {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(f, "ismrmrd_header", H5P_DEFAULT);
+    const std::string xml =
+        "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\"><experimentalConditions>"
+        "<H1resonanceFrequency_Hz>1</H1resonanceFrequency_Hz></experimentalConditions><encoding><encodedSpace>"
+        "<matrixSize><x>32</x><y>16</y><z>1</z></matrixSize><fieldOfView_mm><x>400</x><y>200</y><z>5</z>"
+        "</fieldOfView_mm></encodedSpace><reconSpace><matrixSize><x>16</x><y>16</y><z>1</z></matrixSize>"
+        "<fieldOfView_mm><x>200</x><y>200</y><z>5</z></fieldOfView_mm></reconSpace><encodingLimits/>"
+        "<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>";
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, xml.size());
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t d = H5Dcreate2(f, "ismrmrd_header", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, xml.c_str());
+    H5Dclose(d), H5Sclose(sp), H5Tclose(t), H5Fclose(f);
+  }
+  auto r = mri::read_fastmri(path);
+  ASSERT_EQ(r.nx(), 16);
+  EXPECT_LT(test::rel_max_error(mri::ifft2c(r.ksp), img.narrow(3, 8, 16)), 1e-5);
+}
+
+TEST(Io, CflRoundTripUsesBartDimensionOrder) {
+  auto s = small_scan(3, 2, 12, 10);
+  const auto base = test::scratch("ksp");
+  mri::write_cfl_kspace(base, s.ksp);
+  std::ifstream hdr(base + ".hdr");
+  std::string line, dims;
+  std::getline(hdr, line);
+  std::getline(hdr, dims);
+  EXPECT_EQ(dims, "10 12 1 2 1 1 1 1 1 1 1 1 1 3 1 1 ");  // READ PHS1 PHS2 COIL ... SLICE(13)
+  auto r = mri::read_cfl_scan(base);
+  EXPECT_LT(test::rel_max_error(r.ksp, s.ksp), 1e-7);
+  EXPECT_TRUE(r.mask.equal(s.mask));
+  auto t = mri::read_cfl(base + ".cfl");
+  EXPECT_EQ(t.dim(), 14);
+}
+
+TEST(Io, CflRejectsTruncatedData) {
+  const auto base = test::scratch("trunc");
+  mri::write_cfl(base, test::random_complex({4, 4}, 1));
+  fs::resize_file(base + ".cfl", 40);
+  EXPECT_THROW(mri::read_cfl(base), ambient::Error);
+}
+
+TEST(Io, NiftiRoundTripKeepsSpacingOriginAndDirection) {
+  auto s = small_scan(3, 1, 24, 20);
+  auto images = torch::rand({3, 24, 20});
+  auto v = mri::volume_from_geometry(images, s.geometry);
+  EXPECT_NEAR(v.spacing[0], 10.0, 1e-9);  // 200 mm / 20
+  EXPECT_NEAR(v.spacing[1], 10.0, 1e-9);  // 240 mm / 24
+  EXPECT_NEAR(v.spacing[2], 6.0, 1e-9);   // slice positions 6 mm apart
+  const auto path = test::scratch("vol.nii.gz");
+  mri::write_nifti(path, v);
+  auto r = mri::read_nifti(path);
+  EXPECT_TRUE(torch::allclose(r.data, images));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(r.spacing[i], v.spacing[i], 1e-4);
+    EXPECT_NEAR(r.origin[i], v.origin[i], 1e-3);
+    for (int j = 0; j < 3; ++j) EXPECT_NEAR(r.direction[i][j], v.direction[i][j], 1e-5);
+  }
+  // Pixel (ny/2, nx/2) of slice 0 lands on the slice position: origin + D (spacing ⊙ index).
+  for (int i = 0; i < 3; ++i) {
+    const double world = r.origin[i] + r.direction[0][i] * r.spacing[0] * 10 + r.direction[1][i] * r.spacing[1] * 12;
+    EXPECT_NEAR(world, s.geometry.slices[0].position[i], 1e-3);
+  }
+}
+
+TEST(Io, WritersLeaveNoPartialFileOnFailure) {
+  const auto dir = test::scratch("atomic");
+  fs::create_directories(dir);
+  const auto target = dir + "/out.nii.gz";
+  EXPECT_THROW(mri::write_atomically(target, [](const std::string& tmp) {
+                 std::ofstream(tmp) << "partial";
+                 ambient::fail("simulated failure");
+               }),
+               ambient::Error);
+  EXPECT_FALSE(fs::exists(target));
+  EXPECT_TRUE(fs::is_empty(dir));
+  auto nan_volume = mri::Volume{torch::full({1, 4, 4}, NAN)};
+  EXPECT_THROW(mri::write_nifti(target, nan_volume), ambient::Error);
+  EXPECT_FALSE(fs::exists(target));
+}
+
+TEST(Io, BadFilesGiveClearErrors) {
+  EXPECT_THROW(mri::read_scan(test::scratch("does_not_exist.h5")), ambient::Error);
+  const auto junk = test::scratch("junk.h5");
+  std::ofstream(junk) << "not an hdf5 file";
+  try {
+    mri::read_scan(junk);
+    FAIL() << "expected an error";
+  } catch (const ambient::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("neither HDF5"), std::string::npos) << e.what();
+  }
+  // Truncated ISMRMRD: cut a valid file in half.
+  auto s = small_scan();
+  const auto good = test::scratch("good.h5"), cut = test::scratch("cut.h5");
+  mri::write_ismrmrd(good, s);
+  fs::copy_file(good, cut, fs::copy_options::overwrite_existing);
+  fs::resize_file(cut, fs::file_size(good) / 2);
+  EXPECT_THROW(mri::read_scan(cut), ambient::Error);
+  // HDF5 with neither layout.
+  const auto empty = test::scratch("empty.h5");
+  H5Fclose(H5Fcreate(empty.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  EXPECT_THROW(mri::read_scan(empty), ambient::Error);
+}
+
+TEST(Io, ValidateRejectsNaNsAndShapeMismatches) {
+  auto s = small_scan();
+  EXPECT_NO_THROW(mri::validate(s, "test"));
+  auto bad = s;
+  bad.ksp = s.ksp.clone();
+  bad.ksp[0][0][0][0] = c10::complex<float>(NAN, 0);
+  EXPECT_THROW(mri::validate(bad, "test"), ambient::Error);
+  bad = s;
+  bad.mask = torch::ones({2, 5}, torch::kBool);
+  EXPECT_THROW(mri::validate(bad, "test"), ambient::Error);
+}

@@ -1,1 +1,165 @@
+// Simulation from real MRI (mricron-data's ch2) and the comparison with BART's ecalib + pics.
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "ambient/mri/coils.hpp"
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/fft.hpp"
+#include "ambient/mri/io.hpp"
+#include "ambient/mri/linear_operator.hpp"
+#include "ambient/mri/metrics.hpp"
+#include "ambient/mri/recon.hpp"
+#include "ambient/mri/simulate.hpp"
+#include "helpers.hpp"
+
+using namespace ambient;
+
+namespace {
+
+const mri::Volume& ch2() {
+  static const mri::Volume v = mri::read_nifti(AMBIENT_MRICRON_CH2);
+  return v;
+}
+
+mri::SimulateConfig small_config() {
+  mri::SimulateConfig c;
+  c.count = 2;
+  c.matrix = 64;
+  c.coils = 6;
+  c.center_fraction = 0.25;
+  c.acceleration = 2;
+  c.noise_samples = 4096;
+  c.seed = 5;
+  return c;
+}
+
+}  // namespace
+
+TEST(BiotSavart, MapsAreSmoothLocalisedAndNormalised) {
+  auto maps = mri::biot_savart_maps(8, 64, 0);
+  EXPECT_NEAR(mri::rss(maps, 0).max().item<double>(), 1.0, 1e-5);
+  // Each coil is strongest near its own loop: the peaks of different coils are far apart.
+  auto peaks = maps.abs().flatten(1).argmax(1);
+  EXPECT_EQ(std::get<0>(at::_unique(peaks)).numel(), 8);
+  // Smooth: neighbouring pixels differ little relative to the map's range.
+  auto d = (maps.narrow(2, 1, 63) - maps.narrow(2, 0, 63)).abs().max().item<double>();
+  EXPECT_LT(d, 0.25 * maps.abs().max().item<double>());
+}
+
+TEST(SimulateIntegration, IsReproducibleFromTheSeed) {
+  auto a = mri::simulate(ch2(), small_config());
+  auto b = mri::simulate(ch2(), small_config());
+  EXPECT_TRUE(a.scan.ksp.equal(b.scan.ksp));
+  EXPECT_TRUE(a.scan.mask.equal(b.scan.mask));
+  auto c = small_config();
+  c.seed = 6;
+  EXPECT_FALSE(mri::simulate(ch2(), c).scan.ksp.equal(a.scan.ksp));
+}
+
+TEST(SimulateIntegration, WritesARealIsmrmrdScanThatReadsBackConsistently) {
+  auto sim = mri::simulate(ch2(), small_config());
+  EXPECT_EQ(sim.scan.ksp.sizes(), torch::IntArrayRef({2, 6, 64, 64}));
+  EXPECT_TRUE((sim.scan.calib & ~sim.scan.mask).sum().item<int64_t>() == 0);
+  const auto path = test::scratch("sim.h5");
+  mri::write_ismrmrd(path, sim.scan);
+  auto r = mri::read_scan(path);
+  EXPECT_TRUE(r.mask.equal(sim.scan.mask));
+  EXPECT_TRUE(r.calib.equal(sim.scan.calib));
+  EXPECT_TRUE(r.prewhitened);
+  // The reader's whitening matrix turns the noise scan into unit-variance noise.
+  auto w = mri::whitening_matrix(r.noise);
+  auto white = w.matmul(r.noise);
+  EXPECT_NEAR((white.abs().square().mean()).item<double>(), 1.0, 0.05);
+  // Geometry: slices 1 mm template -> positions differ along the slice axis.
+  ASSERT_EQ(r.geometry.slices.size(), 2u);
+  EXPECT_GT(std::abs(r.geometry.slices[1].position[2] - r.geometry.slices[0].position[2]), 1.0);
+}
+
+TEST(SimulateIntegration, FullySampledReconstructionMatchesTheReference) {
+  auto c = small_config();
+  c.mask = "full";
+  c.snr = 200;
+  auto sim = mri::simulate(ch2(), c);
+  const auto path = test::scratch("sim_full.h5");
+  mri::write_ismrmrd(path, sim.scan);
+  auto scan = mri::read_scan(path);
+  auto maps = mri::espirit_maps_batch(scan.ksp, scan.calib, {});
+  auto a = mri::make_sense(maps, scan.kspace_mask());
+  auto rec = mri::zero_filled(a, scan.ksp).abs();
+  // The reference is the RSS of the whitened noise-free coil images, what a perfect pipeline returns.
+  EXPECT_GT(mri::psnr(sim.reference, rec), 35.0);
+  EXPECT_GT(mri::ssim(sim.reference, rec), 0.9);
+}
+
+TEST(SimulateIntegration, CgSenseBeatsZeroFilledAtRateFour) {
+  auto c = small_config();
+  c.matrix = 96;
+  c.coils = 8;
+  c.acceleration = 4;
+  c.center_fraction = 0.12;
+  c.snr = 40;
+  auto sim = mri::simulate(ch2(), c);
+  const auto path = test::scratch("sim_r4.h5");
+  mri::write_ismrmrd(path, sim.scan);
+  auto scan = mri::read_scan(path);
+  auto maps = mri::espirit_maps_batch(scan.calibration_kspace(), scan.calib, {});
+  auto a = mri::make_sense(maps, scan.kspace_mask());
+  mri::CgConfig cg;
+  cg.lambda = 0.01;
+  auto zf = mri::zero_filled(a, scan.ksp).abs();
+  auto cs = mri::cg_sense(a, scan.ksp, cg).abs();
+  const double p_zf = mri::psnr(sim.reference, zf), p_cs = mri::psnr(sim.reference, cs);
+  EXPECT_GT(p_cs, p_zf + 3.0) << "zero-filled " << p_zf << " dB, CG-SENSE " << p_cs << " dB";
+}
+
+TEST(SimulateIntegration, RejectsImpossibleOptions) {
+  auto c = small_config();
+  c.orientation = "oblique";
+  EXPECT_THROW(mri::simulate(ch2(), c), ambient::Error);
+  c = small_config();
+  c.slices = {1000};
+  EXPECT_THROW(mri::simulate(ch2(), c), ambient::Error);
+  c = small_config();
+  c.mask = "poisson";
+  EXPECT_THROW(mri::simulate(ch2(), c), ambient::Error);
+}
+
+// BART: the same scan through `bart ecalib -m1` + `bart pics -l2` and through our ESPIRiT + CG-SENSE.
+TEST(BartIntegration, SenseReconstructionMatchesBartEcalibAndPics) {
+  if (std::system("command -v bart > /dev/null") != 0) GTEST_FAIL() << "bart not installed (scripts/setup.sh)";
+  auto c = small_config();
+  c.count = 1;
+  c.matrix = 96;
+  c.coils = 8;
+  c.acceleration = 3;
+  c.center_fraction = 0.25;
+  c.snr = 60;
+  auto sim = mri::simulate(ch2(), c);
+  auto scan = sim.scan;
+  const auto dir = test::scratch("bart");
+  std::filesystem::create_directories(dir);
+  mri::write_cfl_kspace(dir + "/ksp", scan.ksp);
+  const std::string cmd = "cd " + dir + " && bart ecalib -m1 -r 24 ksp maps > /dev/null 2>&1 && " +
+                          "bart pics -S -l2 -r 0.001 -i 100 ksp maps img > /dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto bart = mri::read_cfl(dir + "/img").abs().reshape({96, 96});
+  mri::EspiritConfig ec;
+  ec.calib_size = 24;
+  auto maps = mri::espirit_maps_batch(scan.ksp, scan.calib, ec);
+  auto a = mri::make_sense(maps, scan.kspace_mask());
+  mri::CgConfig cg;
+  cg.lambda = 0.001;
+  cg.iterations = 100;
+  auto ours = mri::cg_sense(a, scan.ksp, cg)[0].abs();
+  // Compare inside the object. BART's pics rescales the data internally (-S undoes most of it), so fit one scale
+  // factor; ESPIRiT thresholds and crops differ slightly between implementations, so the tolerance is 5% NRMSE.
+  auto object = (sim.reference[0] > 0.1 * sim.reference.max()).to(torch::kFloat);
+  auto o = ours * object, b = bart * object;
+  const double alpha = (o * b).sum().item<double>() / (o * o).sum().item<double>();
+  const double nrmse = ((alpha * o - b).norm() / b.norm()).item<double>();
+  std::cout << "[ measured ] ambient vs bart pics -l2: NRMSE " << nrmse << ", scale " << alpha << "\n";
+  EXPECT_LT(nrmse, 0.05) << "scale " << alpha;
+  EXPECT_NEAR(alpha, 1.0, 0.2);  // same noise units once -S undoes pics' internal scaling
+}
