@@ -143,3 +143,13 @@ TEST(Operators, NoGraphWhenInputNeedsNoGrad) {
   auto x = test::random_complex({1, 4, 4}, 25);
   EXPECT_FALSE(mri::apply(a, x).requires_grad());
 }
+
+TEST(Operators, TorchFftBackendGivesTheSameSense) {
+  auto maps = random_maps(2, 4, 20, 18, 26);
+  auto mask = mri::random_mask_1d(20, 0.2, 2, 1).to(torch::kFloat).reshape({1, 1, 20, 1});
+  auto fftw = mri::make_sense(maps, mask);
+  auto torch_fft = mri::make_sense(maps, mask, mri::FftBackend::torch);
+  auto x = test::random_complex({2, 20, 18}, 27);
+  EXPECT_LT(test::rel_max_error(fftw->normal(x), torch_fft->normal(x)), 1e-5);
+  expect_adjoint(torch_fft, 28);
+}

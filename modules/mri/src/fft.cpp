@@ -102,6 +102,20 @@ void shifted_copy(const std::complex<float>* in, std::complex<float>* out, int64
   }
 }
 
+// Even sizes: fftshift(fft(ifftshift(x)))[k] = (-1)^(k + n/2) fft((-1)^m x)[k] per axis, so the centring becomes
+// a ±1 modulation before and after an in-place FFT: one buffer and two passes instead of two shifted copies.
+void modulate(const std::complex<float>* in, std::complex<float>* out, int64_t ny, int64_t nx, float scale) {
+  for (int64_t y = 0; y < ny; ++y) {
+    const std::complex<float>* src = in + y * nx;
+    std::complex<float>* dst = out + y * nx;
+    const float s = (y % 2 == 0) ? scale : -scale;
+    for (int64_t x = 0; x < nx; x += 2) {
+      dst[x] = src[x] * s;
+      dst[x + 1] = src[x + 1] * -s;
+    }
+  }
+}
+
 torch::Tensor fftw_centred(const torch::Tensor& x, int sign) {
   AMBIENT_CHECK(x.dim() >= 2, "FFT input: expected a tensor [..., ny, nx], got ", x.dim(), " dimensions");
   AMBIENT_CHECK(x.scalar_type() == torch::kComplexFloat, "FFT input: expected complex64, got ", x.scalar_type());
@@ -111,36 +125,39 @@ torch::Tensor fftw_centred(const torch::Tensor& x, int sign) {
   const int64_t batch = x.numel() / plane;
   AMBIENT_CHECK(batch <= INT32_MAX && plane <= INT32_MAX, "FFT input: too large for FFTW's int sizes, got ",
                 shape_string(x.sizes().vec()));
-  torch::Tensor in = x.contiguous();
-  torch::Tensor work = torch::empty_like(in, torch::MemoryFormat::Contiguous);
-  auto* src = reinterpret_cast<const std::complex<float>*>(in.data_ptr());
-  auto* buf = reinterpret_cast<std::complex<float>*>(work.data_ptr());
-
-  // ifftshift: out[i] = in[(i + n/2) % n]; fftshift: out[i] = in[(i + (n+1)/2) % n].
-  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      shifted_copy(src + b * plane, buf + b * plane, ny, nx, ny / 2, nx / 2, 1.0f);
-  });
-  auto plan = plan_for(static_cast<int>(batch), static_cast<int>(ny), static_cast<int>(nx), sign);
-  if (plan->can_run_on(buf)) {
-    plan->execute(buf);
-  } else {  // torch allocations are 64-byte aligned, so this path is for exotic allocators only
-    auto aligned = torch::empty_like(work);
-    std::memcpy(aligned.data_ptr(), buf, sizeof(std::complex<float>) * work.numel());
-    AMBIENT_CHECK(plan->can_run_on(reinterpret_cast<std::complex<float>*>(aligned.data_ptr())),
-                  "FFT: buffer alignment differs from the plan's");
-    plan->execute(reinterpret_cast<std::complex<float>*>(aligned.data_ptr()));
-    work = aligned;
-    buf = reinterpret_cast<std::complex<float>*>(work.data_ptr());
-  }
-  torch::Tensor out = torch::empty_like(work);
-  auto* dst = reinterpret_cast<std::complex<float>*>(out.data_ptr());
+  const bool even = ny % 2 == 0 && nx % 2 == 0;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(plane)));
+  torch::Tensor in = x.contiguous();
+  torch::Tensor out = torch::empty_like(in, torch::MemoryFormat::Contiguous);
+  auto* src = reinterpret_cast<const std::complex<float>*>(in.data_ptr());
+  auto* buf = reinterpret_cast<std::complex<float>*>(out.data_ptr());
+  auto plan = plan_for(static_cast<int>(batch), static_cast<int>(ny), static_cast<int>(nx), sign);
+  // torch allocations are 64-byte aligned, as FFTW's planning buffer is; anything else is an allocator surprise.
+  AMBIENT_CHECK(plan->can_run_on(buf), "FFT: output buffer alignment differs from the FFTW plan's");
+
+  if (even) {
+    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) modulate(src + b * plane, buf + b * plane, ny, nx, 1.0f);
+    });
+    plan->execute(buf);
+    const float post = ((ny / 2 + nx / 2) % 2 == 0) ? scale : -scale;
+    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) modulate(buf + b * plane, buf + b * plane, ny, nx, post);
+    });
+    return out;
+  }
+  // Odd sizes: explicit circular shifts. ifftshift: out[i] = in[(i + n/2) % n]; fftshift: in[(i + (n+1)/2) % n].
+  torch::Tensor work = torch::empty_like(out);
+  auto* tmp = reinterpret_cast<std::complex<float>*>(work.data_ptr());
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) shifted_copy(src + b * plane, buf + b * plane, ny, nx, ny / 2, nx / 2, 1.0f);
+  });
+  plan->execute(buf);
   at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
-      shifted_copy(buf + b * plane, dst + b * plane, ny, nx, (ny + 1) / 2, (nx + 1) / 2, scale);
+      shifted_copy(buf + b * plane, tmp + b * plane, ny, nx, (ny + 1) / 2, (nx + 1) / 2, scale);
   });
-  return out;
+  return work;
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ class Mask final : public LinearOperator {
 
 class Fourier final : public LinearOperator {
  public:
-  explicit Fourier(Shape shape) : shape_(std::move(shape)) {
+  Fourier(Shape shape, FftBackend backend) : shape_(std::move(shape)), backend_(backend) {
     AMBIENT_CHECK(shape_.size() >= 2, "fourier: expected a shape [..., ny, nx], got ", shape_string(shape_));
   }
   Shape domain_shape() const override { return shape_; }
@@ -84,12 +84,17 @@ class Fourier final : public LinearOperator {
   std::string name() const override { return "fourier"; }
 
  protected:
-  torch::Tensor forward_impl(const torch::Tensor& x) const override { return fft2c(x); }
-  torch::Tensor adjoint_impl(const torch::Tensor& y) const override { return ifft2c(y); }
+  torch::Tensor forward_impl(const torch::Tensor& x) const override {
+    return backend_ == FftBackend::torch ? fft2c_torch(x) : fft2c(x);
+  }
+  torch::Tensor adjoint_impl(const torch::Tensor& y) const override {
+    return backend_ == FftBackend::torch ? ifft2c_torch(y) : ifft2c(y);
+  }
   torch::Tensor normal_impl(const torch::Tensor& x) const override { return x.clone(); }
 
  private:
   Shape shape_;
+  FftBackend backend_;
 };
 
 class CoilMaps final : public LinearOperator {
@@ -174,14 +179,16 @@ OperatorPtr make_mask(torch::Tensor weight, Shape shape, std::string name) {
   return std::make_shared<Mask>(std::move(weight), std::move(shape), std::move(name));
 }
 
-OperatorPtr make_fourier(Shape shape) { return std::make_shared<Fourier>(std::move(shape)); }
+OperatorPtr make_fourier(Shape shape, FftBackend backend) {
+  return std::make_shared<Fourier>(std::move(shape), backend);
+}
 
 OperatorPtr make_coil_maps(torch::Tensor maps) { return std::make_shared<CoilMaps>(std::move(maps)); }
 
-OperatorPtr make_sense(torch::Tensor maps, torch::Tensor mask) {
+OperatorPtr make_sense(torch::Tensor maps, torch::Tensor mask, FftBackend backend) {
   auto coils = make_coil_maps(std::move(maps));
   const Shape ksp = coils->range_shape();
-  return compose(make_mask(std::move(mask), ksp, "k-space mask"), compose(make_fourier(ksp), coils));
+  return compose(make_mask(std::move(mask), ksp, "k-space mask"), compose(make_fourier(ksp, backend), coils));
 }
 
 torch::Tensor apply(const OperatorPtr& op, const torch::Tensor& x) { return apply_with_graph(op, x, false); }

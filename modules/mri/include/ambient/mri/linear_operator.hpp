@@ -41,15 +41,18 @@ OperatorPtr compose(OperatorPtr outer, OperatorPtr inner);
 /// Self-adjoint; normal = weight^2.
 OperatorPtr make_mask(torch::Tensor weight, Shape shape, std::string name = "mask");
 
+/// Which FFT a Fourier operator runs: FFTW on CPU and torch::fft (cuFFT) on CUDA, or torch::fft everywhere.
+enum class FftBackend { automatic, torch };
+
 /// Centred unitary 2-D FFT over the last two dimensions of `shape`; adjoint is the inverse, normal the identity.
-OperatorPtr make_fourier(Shape shape);
+OperatorPtr make_fourier(Shape shape, FftBackend backend = FftBackend::automatic);
 
 /// Coil sensitivities S: image [slice, ky, kx] -> coil images [slice, coil, ky, kx]; maps [slice, coil, ky, kx].
 OperatorPtr make_coil_maps(torch::Tensor maps);
 
 /// SENSE, A = M F S: maps [slice, coil, ky, kx], mask broadcastable to [slice, coil, ky, kx] (e.g. [ky] 1-D
 /// Cartesian, [ky, kx], or [slice, 1, ky, kx]).
-OperatorPtr make_sense(torch::Tensor maps, torch::Tensor mask);
+OperatorPtr make_sense(torch::Tensor maps, torch::Tensor mask, FftBackend backend = FftBackend::automatic);
 
 /// Applies A (or A^H) so that autograd flows through it: the backward of the forward is the adjoint and vice
 /// versa. Use inside losses; plain forward()/adjoint() do not record a graph.
