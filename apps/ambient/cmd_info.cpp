@@ -63,7 +63,7 @@ int run_info(const std::vector<std::string>& args) {
             << "slice 0       position " << vec(g0.position) << " mm (LPS)\n"
             << "              read " << vec(g0.read_dir) << " phase " << vec(g0.phase_dir) << " slice "
             << vec(g0.slice_dir) << "\n";
-  for (const auto& [k, v] : s.meta) std::cout << std::left << std::setw(14) << k << v << "\n";
+  for (const auto& [k, v] : s.meta) std::cout << std::left << std::setw(14) << k << " " << v << "\n";
   return 0;
 }
 

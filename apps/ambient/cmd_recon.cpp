@@ -37,6 +37,7 @@ int run_recon(const std::vector<std::string>& args) {
       ("crop", po::value(&ec.crop)->default_value(ec.crop), "ESPIRiT eigenvalue crop (0 keeps the whole FOV)")
       ("no-prewhiten", po::bool_switch(&no_prewhiten), "do not whiten coils with the file's noise scan")
       ("repetition", po::value(&ro.repetition)->default_value(ro.repetition), "ISMRMRD repetition (-1: average)")
+      ("average", po::value(&ro.average)->default_value(ro.average), "ISMRMRD average index (-1: average them)")
       ("group", po::value(&ro.ismrmrd_group)->default_value(ro.ismrmrd_group), "ISMRMRD group name");
   po::positional_options_description pos;
   pos.add("file", 1);

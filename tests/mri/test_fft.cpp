@@ -3,6 +3,8 @@
 
 #include <thread>
 
+#include <torch/cuda.h>
+
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/error.hpp"
 #include "helpers.hpp"
@@ -62,4 +64,14 @@ TEST(Fft, OneDimensionalTransformsAreUnitaryInverses) {
   auto x = test::random_complex({3, 10, 12}, 5);
   EXPECT_LT(test::rel_max_error(mri::ifft1c(mri::fft1c(x, -1), -1), x), 1e-5);
   EXPECT_NEAR(mri::fft1c(x, 1).abs().square().sum().item<double>() / x.abs().square().sum().item<double>(), 1, 1e-5);
+}
+
+// On a CUDA build (the GPU machine's LibTorch), fft2c dispatches CUDA tensors to torch::fft (cuFFT); it must equal
+// the FFTW result for the same data. Debian's LibTorch is CPU-only, so this skips there (label "gpu").
+TEST(FftGpu, CudaPathEqualsFftw) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device in this build";
+  auto x = test::random_complex({2, 8, 64, 48}, 9);
+  auto gpu = mri::fft2c(x.to(torch::kCUDA)).cpu();
+  EXPECT_LT(test::rel_max_error(gpu, mri::fft2c(x)), 1e-5);
+  EXPECT_LT(test::rel_max_error(mri::ifft2c(x.to(torch::kCUDA)).cpu(), mri::ifft2c(x)), 1e-5);
 }

@@ -2,9 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <hdf5.h>
+#include <ismrmrd/dataset.h>
+#include <ismrmrd/xml.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
@@ -229,4 +232,81 @@ TEST(Io, ValidateRejectsNaNsAndShapeMismatches) {
   bad = s;
   bad.mask = torch::ones({2, 5}, torch::kBool);
   EXPECT_THROW(mri::validate(bad, "test"), ambient::Error);
+}
+
+// A hand-made ISMRMRD file whose sampled grid is smaller than the matrix and offset (partial Fourier in ky), with
+// an asymmetric echo (readout of 24 samples, centre at sample 8, in a 32-sample matrix).
+TEST(Io, IsmrmrdHonoursEncodingLimitCentresAndAsymmetricEcho) {
+  const auto path = test::scratch("partial_fourier.h5");
+  std::filesystem::remove(path);
+  {
+    ISMRMRD::Dataset d(path.c_str(), "dataset", true);
+    ISMRMRD::IsmrmrdHeader h;
+    ISMRMRD::Encoding e;
+    e.trajectory = ISMRMRD::TrajectoryType::CARTESIAN;
+    e.encodedSpace.matrixSize = ISMRMRD::MatrixSize(32, 32, 1);
+    e.encodedSpace.fieldOfView_mm = {256, 256, 5};
+    e.reconSpace = e.encodedSpace;
+    e.encodingLimits.kspace_encoding_step_1 = ISMRMRD::Limit(0, 23, 12);  // 24 of 32 lines, centre at step 12
+    h.encoding.push_back(e);
+    std::ostringstream xml;
+    ISMRMRD::serialize(h, xml);
+    d.writeHeader(xml.str());
+    for (uint16_t step = 0; step < 24; ++step) {
+      ISMRMRD::Acquisition acq(24, 2);
+      acq.center_sample() = 8;
+      acq.idx().kspace_encode_step_1 = step;
+      acq.read_dir()[0] = 1, acq.phase_dir()[1] = 1, acq.slice_dir()[2] = 1;
+      for (uint16_t c = 0; c < 2; ++c)
+        for (uint16_t s = 0; s < 24; ++s) acq.data(s, c) = std::complex<float>(step + 1, 100 * c + s);
+      d.appendAcquisition(acq);
+    }
+  }
+  auto scan = mri::read_ismrmrd(path);
+  ASSERT_EQ(scan.ksp.sizes(), torch::IntArrayRef({1, 2, 32, 32}));
+  // step e lands on ky = e - 12 + 16: lines 4..27 sampled, the rest zero-filled.
+  EXPECT_EQ(scan.mask[0].sum().item<int64_t>(), 24);
+  EXPECT_TRUE(scan.mask[0].slice(0, 4, 28).all().item<bool>());
+  EXPECT_FALSE(scan.mask[0][3].item<bool>());
+  EXPECT_EQ(c10::complex<float>(scan.ksp[0][0][4][8].item<c10::complex<float>>()), c10::complex<float>(1, 0));
+  // sample s lands on kx = s - 8 + 16: samples 0..23 -> kx 8..31; kx < 8 stays zero.
+  EXPECT_EQ(c10::complex<float>(scan.ksp[0][1][27][31].item<c10::complex<float>>()), c10::complex<float>(24, 123));
+  EXPECT_EQ(scan.ksp[0].narrow(2, 0, 8).abs().max().item<float>(), 0.0f);
+  EXPECT_FALSE(scan.prewhitened);  // no noise scan in this file
+}
+
+TEST(Io, FastmriSingleCoilWithH5pyBoolMask) {
+  const auto path = test::scratch("singlecoil.h5");
+  auto ksp = test::random_complex({2, 20, 16}, 9);  // (slices, H = kx, W = ky)
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
+    H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
+    H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+    hsize_t dims[3] = {2, 20, 16};
+    hid_t sp = H5Screate_simple(3, dims, nullptr);
+    hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
+    H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+    // h5py stores numpy bool as an int8 enum {FALSE = 0, TRUE = 1}.
+    hid_t et = H5Tenum_create(H5T_NATIVE_INT8);
+    int8_t v0 = 0, v1 = 1;
+    H5Tenum_insert(et, "FALSE", &v0);
+    H5Tenum_insert(et, "TRUE", &v1);
+    hsize_t w = 16;
+    hid_t ms = H5Screate_simple(1, &w, nullptr);
+    std::vector<int8_t> mask(16, 0);
+    for (int i : {0, 3, 6, 7, 8, 9, 12}) mask[i] = 1;
+    hid_t md = H5Dcreate2(f, "mask", et, ms, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(md, et, H5S_ALL, H5S_ALL, H5P_DEFAULT, mask.data());
+    H5Dclose(md), H5Sclose(ms), H5Tclose(et), H5Fclose(f);
+  }
+  auto scan = mri::read_scan(path);
+  EXPECT_EQ(scan.format, "fastmri");
+  ASSERT_EQ(scan.ksp.sizes(), torch::IntArrayRef({2, 1, 16, 20}));
+  EXPECT_EQ(scan.mask[1].sum().item<int64_t>(), 7);
+  EXPECT_TRUE(scan.calib[0].slice(0, 6, 10).all().item<bool>());  // central run 6..9
+  // Sampled line ky = 3 equals kspace[:, :, 3] of the file; an unsampled line is zeroed.
+  EXPECT_LT(test::rel_max_error(scan.ksp[0][0][3], ksp[0].select(1, 3)), 1e-7);
+  EXPECT_EQ(scan.ksp[0][0][1].abs().max().item<float>(), 0.0f);
 }
