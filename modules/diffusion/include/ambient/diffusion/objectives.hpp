@@ -1,0 +1,64 @@
+// Training objectives, each a small tested unit (docs/objectives.md):
+// clean denoising score matching; ambient with image-domain masks (Daras et al. 2023); ambient with Fourier
+// subsampling and coil maps (Aali et al. 2024); and the naive baseline that treats corrupted images as clean.
+// Network-side images are [B, 2, H, W] float (real, imag); masks [B, 1, H, W] float 0/1.
+#pragma once
+
+#include <random>
+
+#include <torch/torch.h>
+
+#include "ambient/diffusion/edm.hpp"
+
+namespace ambient::diffusion {
+
+/// complex [B, H, W] <-> [B, 2, H, W]
+torch::Tensor to_channels(const torch::Tensor& complex_images);
+torch::Tensor from_channels(const torch::Tensor& channels);
+
+/// What one step's randomness is: σ [B] and standard normal noise shaped like the image.
+struct NoiseDraw {
+  torch::Tensor sigma;
+  torch::Tensor noise;
+};
+
+/// 1. Clean DSM: λ(σ) ||D(x0 + σ n; σ) − x0||², averaged over pixels and batch.
+torch::Tensor clean_loss(const DenoiserFn& d, const torch::Tensor& x0, const NoiseDraw& draw, const EdmConfig& edm);
+
+/// Ã = B A for image-domain masks: each kept pixel of A [B, 1, H, W] is dropped with probability delta.
+torch::Tensor further_corrupt_pixels(const torch::Tensor& a, double delta, at::Generator& gen);
+/// Ã = B A with B erasing `count` extra random boxes (sides in [min_size, max_size]) per example.
+torch::Tensor further_corrupt_blocks(const torch::Tensor& a, int64_t count, int64_t min_size, int64_t max_size,
+                                     std::mt19937_64& rng);
+
+/// 2. Ambient, image domain. y [B, 2, H, W] (only values where A observed are used), a = A, a_tilde = Ã ⊆ A.
+/// Input Ã (y + σ n) with Ã as a channel; loss λ(σ) ||A (D − y)||² / (observed values), mean over the batch.
+torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, const torch::Tensor& a,
+                                 const torch::Tensor& a_tilde, const NoiseDraw& draw, const EdmConfig& edm);
+
+/// One batch of Fourier-subsampled multi-coil training data (every tensor batched over slices).
+struct FourierBatch {
+  torch::Tensor ksp;    ///< [B, C, ky, kx] complex64 measured k-space (zero where not sampled)
+  torch::Tensor maps;   ///< [B, C, ky, kx] complex64 coil maps
+  torch::Tensor mask;   ///< [B, ky] bool: A's lines
+  torch::Tensor calib;  ///< [B, ky] bool: calibration lines (never dropped by Ã)
+};
+
+/// Ã's lines: each non-calibration line of `mask` [B, ky] dropped with probability delta (mri::further_subsample).
+torch::Tensor further_subsample_lines(const torch::Tensor& mask, const torch::Tensor& calib, double delta,
+                                      std::mt19937_64& rng);
+
+/// 3. Ambient, Fourier (A-DPS). A = M F S, Ã = M̃ F S with M̃ ⊆ M. Input: the coil-combined adjoint image
+/// Ã^H Ã (x0 + σ n) = S^H F^H M̃ (y + σ F S n) with M̃ as a channel; loss λ(σ) ||A D − y||² in k-space over the
+/// observed samples. draw.noise is complex [B, H, W] image-domain noise.
+torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batch, const torch::Tensor& mask_tilde,
+                                   const NoiseDraw& draw, const EdmConfig& edm);
+
+/// The mask channel the Fourier objective (and sampler) feeds the network: [B, ky] lines -> [B, 1, ky, kx].
+torch::Tensor line_mask_channel(const torch::Tensor& lines, int64_t nx);
+
+/// 4. Naive baseline: the clean objective on corrupted images taken as clean (zero-filled A^H y, or y with holes).
+torch::Tensor naive_loss(const DenoiserFn& d, const torch::Tensor& corrupted, const NoiseDraw& draw,
+                         const EdmConfig& edm);
+
+}  // namespace ambient::diffusion

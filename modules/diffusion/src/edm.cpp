@@ -1,0 +1,40 @@
+// EDM preconditioning and σ sampling.
+#include "ambient/diffusion/edm.hpp"
+
+#include "ambient/mri/error.hpp"
+
+namespace ambient::diffusion {
+
+EdmDenoiserImpl::EdmDenoiserImpl(UNetConfig net_config, EdmConfig e) : edm(e) {
+  AMBIENT_CHECK(edm.sigma_data > 0, "EDM: expected sigma_data > 0, got ", edm.sigma_data);
+  net = register_module("net", UNet(std::move(net_config)));
+}
+
+torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) {
+  const double sd = edm.sigma_data;
+  auto s = sigma.to(x.dtype()).reshape({-1, 1, 1, 1});
+  auto c_skip = sd * sd / (s * s + sd * sd);
+  auto c_out = s * sd / (s * s + sd * sd).sqrt();
+  auto c_in = 1 / (s * s + sd * sd).sqrt();
+  auto c_noise = sigma.to(x.dtype()).log() / 4;
+  auto input = c_in * x;
+  if (cond.defined()) input = torch::cat({input, cond.to(x.dtype())}, 1);
+  return c_skip * x + c_out * net->forward(input, c_noise);
+}
+
+torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& gen) {
+  return (torch::randn({batch}, gen, torch::kFloat) * edm.p_std + edm.p_mean).exp();
+}
+
+torch::Tensor loss_weight(const torch::Tensor& sigma, const EdmConfig& edm) {
+  const double sd = edm.sigma_data;
+  return (sigma * sigma + sd * sd) / (sigma * sd).square();
+}
+
+DenoiserFn as_denoiser(EdmDenoiser model) {
+  return [model](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) mutable {
+    return model->forward(x, sigma, cond);
+  };
+}
+
+}  // namespace ambient::diffusion
