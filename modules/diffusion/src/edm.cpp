@@ -19,7 +19,8 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   auto c_noise = sigma.to(x.dtype()).log() / 4;
   auto input = c_in * x;
   if (cond.defined()) input = torch::cat({input, cond.to(x.dtype())}, 1);
-  return c_skip * x + c_out * net->forward(input, c_noise);
+  // .to(x.dtype()): under bf16 autocast the network returns bfloat16; the output stays in the input precision.
+  return c_skip * x + c_out * net->forward(input, c_noise).to(x.dtype());
 }
 
 torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& gen) {

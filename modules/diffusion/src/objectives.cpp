@@ -63,7 +63,8 @@ torch::Tensor further_corrupt_blocks(const torch::Tensor& a, int64_t count, int6
 }
 
 torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, const torch::Tensor& a,
-                                 const torch::Tensor& a_tilde, const NoiseDraw& draw, const EdmConfig& edm) {
+                                 const torch::Tensor& a_tilde, const NoiseDraw& draw, const EdmConfig& edm,
+                                 const torch::Tensor& score_in) {
   check_image(y, "ambient objective");
   check_image(a, "ambient objective mask A");
   AMBIENT_CHECK(a_tilde.sizes() == a.sizes(), "ambient objective: Ã and A differ in shape");
@@ -72,8 +73,9 @@ torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, co
   auto s = draw.sigma.reshape({-1, 1, 1, 1});
   auto x_in = a_tilde * (y_obs + s * draw.noise);  // Ã x_t, computable from y alone since Ã ⊆ A
   auto denoised = d(x_in, draw.sigma, a_tilde);
-  auto observed = (per_example(a) * y.size(1)).clamp_min(1);
-  auto err = per_example((a * (denoised - y_obs)).square()) / observed;
+  const auto score = score_in.defined() ? score_in * a : a;  // never score where A did not observe
+  auto observed = (per_example(score) * y.size(1)).clamp_min(1);
+  auto err = per_example((score * (denoised - y_obs)).square()) / observed;
   return (loss_weight(draw.sigma, edm) * err).mean();
 }
 
@@ -90,7 +92,7 @@ torch::Tensor line_mask_channel(const torch::Tensor& lines, int64_t nx) {
 }
 
 torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batch, const torch::Tensor& mask_tilde,
-                                   const NoiseDraw& draw, const EdmConfig& edm) {
+                                   const NoiseDraw& draw, const EdmConfig& edm, const torch::Tensor& score_lines) {
   AMBIENT_CHECK(batch.ksp.dim() == 4 && batch.maps.sizes() == batch.ksp.sizes(),
                 "Fourier objective: expected k-space and maps [B, C, ky, kx] of equal shape");
   const int64_t bsz = batch.ksp.size(0), ny = batch.ksp.size(2), nx = batch.ksp.size(3);
@@ -101,15 +103,18 @@ torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batc
   check_draw(draw, bsz);
   auto m = batch.mask.to(torch::kFloat).reshape({bsz, 1, ny, 1});
   auto mt = mask_tilde.to(torch::kFloat).reshape({bsz, 1, ny, 1});
-  auto a = mri::make_sense(batch.maps, m);
+  auto scored = score_lines.defined()
+                    ? (score_lines.to(torch::kBool) & batch.mask.to(torch::kBool)).to(torch::kFloat).reshape({bsz, 1, ny, 1})
+                    : m;
+  auto a = mri::make_sense(batch.maps, scored);
   auto a_tilde = mri::make_sense(batch.maps, mt);
   auto y = batch.ksp * m;  // only what A observed
   auto s = draw.sigma.reshape({-1, 1, 1});
   // Ã x_t = M̃ y + σ M̃ F S n, then the coil-combined adjoint image the network sees.
   auto z = a_tilde->adjoint(mt * y + a_tilde->forward(s * draw.noise));
   auto denoised = from_channels(d(to_channels(z), draw.sigma, line_mask_channel(mask_tilde, nx)));
-  auto residual = mri::apply(a, denoised) - y;
-  auto observed = (per_example(m.expand({bsz, 1, ny, nx})) * batch.ksp.size(1)).clamp_min(1);
+  auto residual = mri::apply(a, denoised) - scored * y;
+  auto observed = (per_example(scored.expand({bsz, 1, ny, nx})) * batch.ksp.size(1)).clamp_min(1);
   auto err = per_example(residual.abs().square()) / observed;
   return (loss_weight(draw.sigma, edm) * err).mean();
 }

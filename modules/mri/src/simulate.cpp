@@ -95,14 +95,9 @@ torch::Tensor biot_savart_maps(int64_t coils, int64_t n, uint32_t seed) {
   return (maps / peak).to(torch::kComplexFloat);
 }
 
-Simulation simulate(const Volume& volume, const SimulateConfig& c) {
+SliceStack resample_slices(const Volume& volume, const SimulateConfig& c) {
   AMBIENT_CHECK(volume.data.defined() && volume.data.dim() == 3, "simulate: expected a 3-D volume");
   AMBIENT_CHECK(c.matrix >= 16 && c.matrix <= 1024, "simulate: expected a matrix in [16, 1024], got ", c.matrix);
-  AMBIENT_CHECK(c.snr > 0, "simulate: expected a positive SNR, got ", c.snr);
-  AMBIENT_CHECK(c.coil_correlation >= 0 && c.coil_correlation < 1, "simulate: expected coil correlation in [0, 1), got ",
-                c.coil_correlation);
-  AMBIENT_CHECK(c.noise_samples >= 4 * c.coils, "simulate: expected at least ", 4 * c.coils,
-                " noise samples per coil to estimate the noise covariance, got ", c.noise_samples);
   const Plane pl = plane_for(c.orientation);
   // Volume data is [k, j, i]; sizes per index axis i, j, k:
   const int64_t size[3] = {volume.data.size(2), volume.data.size(1), volume.data.size(0)};
@@ -116,7 +111,7 @@ Simulation simulate(const Volume& volume, const SimulateConfig& c) {
   for (auto p : picks)
     AMBIENT_CHECK(p >= 0 && p < size[pl.fixed_axis], "simulate: slice ", p, " is outside the volume's ",
                   size[pl.fixed_axis], " ", c.orientation, " slices");
-  const int64_t S = picks.size(), N = c.matrix, C = c.coils;
+  const int64_t S = picks.size(), N = c.matrix;
   const double sp_row = volume.spacing[pl.row_axis], sp_col = volume.spacing[pl.col_axis];
   const double fov = std::max(size[pl.row_axis] * sp_row, size[pl.col_axis] * sp_col);
   const double d = fov / N;
@@ -154,16 +149,31 @@ Simulation simulate(const Volume& volume, const SimulateConfig& c) {
   }
   const double peak = mag.max().item<double>();
   AMBIENT_CHECK(peak > 0, "simulate: the chosen slices are empty (all zero)");
-  mag = (mag / peak).clamp_min(0);
+  return {(mag / peak).clamp_min(0), geo};
+}
+
+torch::Tensor smooth_phase(int64_t slices, int64_t n, double strength, at::Generator& gen) {
+  auto low = torch::zeros({slices, n, n}, torch::kComplexDouble);
+  auto coeffs = torch::randn({slices, 5, 5}, gen, torch::kComplexDouble);
+  low.narrow(1, n / 2 - 2, 5).narrow(2, n / 2 - 2, 5).copy_(coeffs);
+  auto phase = torch::real(ifft2c(low.to(torch::kComplexFloat))).to(torch::kDouble);
+  return phase / phase.abs().amax({1, 2}, true).clamp_min(1e-12) * strength;
+}
+
+Simulation simulate(const Volume& volume, const SimulateConfig& c) {
+  AMBIENT_CHECK(c.snr > 0, "simulate: expected a positive SNR, got ", c.snr);
+  AMBIENT_CHECK(c.coil_correlation >= 0 && c.coil_correlation < 1, "simulate: expected coil correlation in [0, 1), got ",
+                c.coil_correlation);
+  AMBIENT_CHECK(c.noise_samples >= 4 * c.coils, "simulate: expected at least ", 4 * c.coils,
+                " noise samples per coil to estimate the noise covariance, got ", c.noise_samples);
+  auto stack = resample_slices(volume, c);
+  auto mag = stack.magnitude.to(torch::kDouble);
+  const Geometry geo = stack.geometry;
+  const int64_t S = mag.size(0), N = c.matrix, C = c.coils;
 
   torch::manual_seed(c.seed);
   auto gen = at::detail::createCPUGenerator(c.seed);
-  // Smooth random phase: a few random low-frequency Fourier components, scaled to the requested peak.
-  auto low = torch::zeros({S, N, N}, torch::kComplexDouble);
-  auto coeffs = torch::randn({S, 5, 5}, gen, torch::kComplexDouble);
-  low.narrow(1, N / 2 - 2, 5).narrow(2, N / 2 - 2, 5).copy_(coeffs);
-  auto phase = torch::real(ifft2c(low.to(torch::kComplexFloat))).to(torch::kDouble);
-  phase = phase / phase.abs().amax({1, 2}, true).clamp_min(1e-12) * c.phase_strength;
+  auto phase = smooth_phase(S, N, c.phase_strength, gen);
   auto image = torch::polar(mag, phase).to(torch::kComplexFloat);  // [S, N, N]
 
   auto maps1 = biot_savart_maps(C, N, c.seed);

@@ -33,8 +33,11 @@ torch::Tensor further_corrupt_blocks(const torch::Tensor& a, int64_t count, int6
 
 /// 2. Ambient, image domain. y [B, 2, H, W] (only values where A observed are used), a = A, a_tilde = Ã ⊆ A.
 /// Input Ã (y + σ n) with Ã as a channel; loss λ(σ) ||A (D − y)||² / (observed values), mean over the batch.
+/// `score` (default A) chooses where the loss is measured: validation passes A − Ã, the pixels Ã hid but A saw,
+/// a quantity that needs no clean data.
 torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, const torch::Tensor& a,
-                                 const torch::Tensor& a_tilde, const NoiseDraw& draw, const EdmConfig& edm);
+                                 const torch::Tensor& a_tilde, const NoiseDraw& draw, const EdmConfig& edm,
+                                 const torch::Tensor& score = {});
 
 /// One batch of Fourier-subsampled multi-coil training data (every tensor batched over slices).
 struct FourierBatch {
@@ -51,8 +54,9 @@ torch::Tensor further_subsample_lines(const torch::Tensor& mask, const torch::Te
 /// 3. Ambient, Fourier (A-DPS). A = M F S, Ã = M̃ F S with M̃ ⊆ M. Input: the coil-combined adjoint image
 /// Ã^H Ã (x0 + σ n) = S^H F^H M̃ (y + σ F S n) with M̃ as a channel; loss λ(σ) ||A D − y||² in k-space over the
 /// observed samples. draw.noise is complex [B, H, W] image-domain noise.
+/// `score_lines` (default A's lines) chooses the k-space lines the loss is measured on (validation: A − Ã).
 torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batch, const torch::Tensor& mask_tilde,
-                                   const NoiseDraw& draw, const EdmConfig& edm);
+                                   const NoiseDraw& draw, const EdmConfig& edm, const torch::Tensor& score_lines = {});
 
 /// The mask channel the Fourier objective (and sampler) feeds the network: [B, ky] lines -> [B, 1, ky, kx].
 torch::Tensor line_mask_channel(const torch::Tensor& lines, int64_t nx);

@@ -38,6 +38,17 @@ struct Simulation {
   torch::Tensor maps;       ///< [slice, coil, ny, nx] complex64 simulated coil sensitivities
 };
 
+/// Slices of a volume resampled on a square matrix: magnitudes [slice, n, n] float64 scaled to a maximum of 1, and
+/// the geometry of each slice. Uses config.orientation, slices/count and matrix.
+struct SliceStack {
+  torch::Tensor magnitude;
+  Geometry geometry;
+};
+SliceStack resample_slices(const Volume& volume, const SimulateConfig& config);
+
+/// A smooth random phase [slice, n, n] (radians, peak `strength`) from a few low-frequency Fourier components.
+torch::Tensor smooth_phase(int64_t slices, int64_t n, double strength, at::Generator& gen);
+
 /// Simulated coil sensitivities of `coils` circular loops around the FOV, by the Biot-Savart law (receive field
 /// B_x - i B_y in the image plane). Normalised so that the largest RSS is 1. [coil, n, n] complex64.
 torch::Tensor biot_savart_maps(int64_t coils, int64_t n, uint32_t seed = 0);

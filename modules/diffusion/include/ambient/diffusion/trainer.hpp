@@ -1,0 +1,83 @@
+// Training: Adam with warm-up, gradient clipping, EMA of weights, deterministic data and noise from (seed, step),
+// atomic versioned checkpoints, and exact resume.
+#pragma once
+
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "ambient/diffusion/data.hpp"
+#include "ambient/diffusion/edm.hpp"
+
+namespace ambient::diffusion {
+
+enum class Objective { clean, ambient_image, ambient_fourier, naive };
+Objective parse_objective(const std::string& name);
+std::string objective_name(Objective o);
+
+struct TrainConfig {
+  Objective objective = Objective::clean;
+  int64_t steps = 1000;
+  int64_t batch = 4;
+  double lr = 2e-4;
+  int64_t warmup = 100;             ///< linear learning-rate warm-up over this many steps
+  double grad_clip = 1.0;           ///< max global gradient norm (0: off)
+  double ema_halflife = 100;        ///< EMA half-life in steps
+  double delta = 0.2;               ///< ambient: extra erasure probability (pixels) or line-drop fraction (Fourier)
+  int64_t extra_blocks = 0;         ///< ambient image: erase this many extra boxes instead of pixels (0: pixels)
+  uint64_t seed = 0;
+  int64_t checkpoint_every = 100;
+  int64_t val_every = 50;
+  int64_t val_batches = 2;
+  bool flips = true;
+  bool bf16 = false;                ///< CPU autocast to bfloat16 for the forward pass
+  int threads = 0;                  ///< data loading shares the cores; 0 leaves LibTorch's setting
+};
+
+/// What the monitor sees after each step.
+struct StepReport {
+  int64_t step = 0;     ///< steps done
+  int64_t steps = 0;    ///< total steps of the run
+  double loss = 0;
+  double lr = 0;
+  double images_per_s = 0;
+  double val_loss = std::numeric_limits<double>::quiet_NaN();  ///< set on validation steps
+  bool checkpointed = false;
+};
+using TrainMonitor = std::function<void(const StepReport&)>;
+
+/// A model and its training state.
+struct TrainState {
+  EdmDenoiser model{nullptr};
+  EdmDenoiser ema{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer;
+  int64_t step = 0;
+  std::string objective;  ///< what the checkpoint was trained with
+};
+
+/// A fresh model (and its EMA copy) for a network/EDM configuration, initialised from `seed`.
+TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainConfig& cfg);
+
+/// Loads a checkpoint: with `for_resume`, the optimiser state and step too; otherwise the EMA weights become the
+/// model (a foundation to fine-tune) and training starts at step 0. `extra_cond` widens the input first.
+TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond = 0);
+
+/// Writes model, EMA, optimiser, step, objective and every hyper-parameter to rebuild the network, atomically.
+void save_checkpoint(const std::string& path, const TrainState& state, const TrainConfig& cfg);
+
+/// The denoiser of a checkpoint (EMA weights) for inference, in eval mode.
+EdmDenoiser load_denoiser(const std::string& path);
+
+/// Trains from state.step to cfg.steps, checkpointing to `checkpoint` every cfg.checkpoint_every steps and at the
+/// end. `validation` (may be null) gives held-out data for the validation loss.
+void train(TrainState& state, const TrainConfig& cfg, std::shared_ptr<Source> data, std::shared_ptr<Source> validation,
+           const std::string& checkpoint, const TrainMonitor& monitor);
+
+/// The loss of one batch under the configured objective (used by train and by validation).
+torch::Tensor batch_loss(const EdmDenoiser& model, const Batch& batch, const TrainConfig& cfg, uint64_t draw_seed,
+                         bool holdout);
+
+}  // namespace ambient::diffusion

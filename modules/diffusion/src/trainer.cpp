@@ -1,0 +1,307 @@
+// The training loop, checkpoints and resume. All randomness of step t (batch order, flips, σ, noise, Ã, dropout)
+// is derived from (seed, t), so a checkpoint needs only weights, EMA, optimiser state and the step.
+#include "ambient/diffusion/trainer.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "ambient/diffusion/objectives.hpp"
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+#include "ambient/mri/linear_operator.hpp"
+
+namespace ambient::diffusion {
+namespace {
+
+constexpr const char* kFormat = "ambient-checkpoint";
+constexpr int64_t kVersion = 1;
+
+uint64_t step_seed(uint64_t seed, int64_t step, uint64_t salt) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull + salt;
+  z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 29);
+}
+
+void copy_parameters(const torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard g;
+  auto src = from.named_parameters(true);
+  for (auto& p : to.named_parameters(true)) p.value().copy_(src[p.key()]);
+  auto bsrc = from.named_buffers(true);
+  for (auto& b : to.named_buffers(true)) b.value().copy_(bsrc[b.key()]);
+}
+
+EdmDenoiser clone_model(const EdmDenoiser& m) {
+  EdmDenoiser c(m->net->config(), m->edm);
+  copy_parameters(*m, *c);
+  return c;
+}
+
+std::unique_ptr<torch::optim::Adam> make_optimizer(const EdmDenoiser& model, const TrainConfig& cfg) {
+  return std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(cfg.lr));
+}
+
+template <typename T>
+T read_value(torch::serialize::InputArchive& ar, const std::string& key, const std::string& path);
+
+template <>
+std::string read_value(torch::serialize::InputArchive& ar, const std::string& key, const std::string& path) {
+  c10::IValue v;
+  AMBIENT_CHECK(ar.try_read(key, v) && v.isString(), "checkpoint ", path, ": missing '", key,
+                "' (not an ambient checkpoint, or a damaged one)");
+  return v.toStringRef();
+}
+
+template <>
+double read_value(torch::serialize::InputArchive& ar, const std::string& key, const std::string& path) {
+  c10::IValue v;
+  AMBIENT_CHECK(ar.try_read(key, v) && v.isDouble(), "checkpoint ", path, ": missing number '", key, "'");
+  return v.toDouble();
+}
+
+template <>
+int64_t read_value(torch::serialize::InputArchive& ar, const std::string& key, const std::string& path) {
+  c10::IValue v;
+  AMBIENT_CHECK(ar.try_read(key, v) && v.isInt(), "checkpoint ", path, ": missing integer '", key, "'");
+  return v.toInt();
+}
+
+torch::serialize::InputArchive open_archive(const std::string& path) {
+  AMBIENT_CHECK(std::filesystem::exists(path), "checkpoint: file not found: ", path);
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+  } catch (const c10::Error& e) {
+    fail("checkpoint: cannot read ", path, " (truncated or not an ambient checkpoint): ", e.what_without_backtrace());
+  }
+  const auto format = read_value<std::string>(ar, "format", path);
+  AMBIENT_CHECK(format == kFormat, "checkpoint ", path, ": expected format '", kFormat, "', got '", format, "'");
+  const auto version = read_value<int64_t>(ar, "version", path);
+  AMBIENT_CHECK(version == kVersion, "checkpoint ", path, ": version ", version, " is not supported (expected ",
+                kVersion, ")");
+  return ar;
+}
+
+void load_module(torch::serialize::InputArchive& ar, const std::string& key, torch::nn::Module& m,
+                 const std::string& path) {
+  torch::serialize::InputArchive sub;
+  AMBIENT_CHECK(ar.try_read(key, sub), "checkpoint ", path, ": missing '", key, "'");
+  try {
+    m.load(sub);
+  } catch (const c10::Error& e) {
+    fail("checkpoint ", path, ": '", key, "' does not fit the network it describes: ", e.what_without_backtrace());
+  }
+}
+
+torch::Tensor zero_filled_channels(const Batch& b) {
+  auto m = b.lines.to(torch::kFloat).reshape({b.lines.size(0), 1, b.lines.size(1), 1});
+  return to_channels(mri::make_sense(b.maps, m)->adjoint(b.ksp * m));
+}
+
+}  // namespace
+
+Objective parse_objective(const std::string& name) {
+  if (name == "clean") return Objective::clean;
+  if (name == "ambient-image" || name == "block") return Objective::ambient_image;
+  if (name == "ambient-fourier" || name == "fourier") return Objective::ambient_fourier;
+  if (name == "naive") return Objective::naive;
+  fail("objective: expected clean|ambient-image|ambient-fourier|naive, got '", name, "'");
+}
+
+std::string objective_name(Objective o) {
+  switch (o) {
+    case Objective::clean: return "clean";
+    case Objective::ambient_image: return "ambient-image";
+    case Objective::ambient_fourier: return "ambient-fourier";
+    case Objective::naive: return "naive";
+  }
+  return "?";
+}
+
+TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainConfig& cfg) {
+  torch::manual_seed(cfg.seed);
+  TrainState s;
+  s.model = EdmDenoiser(net, edm);
+  s.ema = clone_model(s.model);
+  s.optimizer = make_optimizer(s.model, cfg);
+  s.objective = objective_name(cfg.objective);
+  return s;
+}
+
+TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond) {
+  auto ar = open_archive(path);
+  const auto net = UNetConfig::deserialize(read_value<std::string>(ar, "net_config", path));
+  EdmConfig edm;
+  edm.sigma_data = read_value<double>(ar, "sigma_data", path);
+  edm.p_mean = read_value<double>(ar, "p_mean", path);
+  edm.p_std = read_value<double>(ar, "p_std", path);
+  TrainState s;
+  s.objective = read_value<std::string>(ar, "objective", path);
+  s.model = EdmDenoiser(net, edm);
+  s.ema = EdmDenoiser(net, edm);
+  load_module(ar, "model", *s.model, path);
+  load_module(ar, "ema", *s.ema, path);
+  if (for_resume) {
+    AMBIENT_CHECK(extra_cond == 0, "resume: cannot change the network's inputs when resuming");
+    s.step = read_value<int64_t>(ar, "step", path);
+    s.optimizer = make_optimizer(s.model, cfg);
+    torch::serialize::InputArchive opt;
+    AMBIENT_CHECK(ar.try_read("optimizer", opt), "checkpoint ", path, ": no optimiser state to resume from");
+    s.optimizer->load(opt);
+  } else {
+    // A foundation: its EMA weights are the model to start from; the fine-tune gets a fresh optimiser.
+    copy_parameters(*s.ema, *s.model);
+    if (extra_cond > 0) s.model->net->widen_input(extra_cond);
+    s.ema = clone_model(s.model);
+    s.optimizer = make_optimizer(s.model, cfg);
+    s.objective = objective_name(cfg.objective);
+  }
+  return s;
+}
+
+void save_checkpoint(const std::string& path, const TrainState& s, const TrainConfig& cfg) {
+  torch::serialize::OutputArchive ar;
+  ar.write("format", c10::IValue(std::string(kFormat)));
+  ar.write("version", c10::IValue(kVersion));
+  ar.write("net_config", c10::IValue(s.model->net->config().serialize()));
+  ar.write("sigma_data", c10::IValue(s.model->edm.sigma_data));
+  ar.write("p_mean", c10::IValue(s.model->edm.p_mean));
+  ar.write("p_std", c10::IValue(s.model->edm.p_std));
+  ar.write("objective", c10::IValue(s.objective));
+  ar.write("step", c10::IValue(s.step));
+  ar.write("seed", c10::IValue(static_cast<int64_t>(cfg.seed)));
+  ar.write("batch", c10::IValue(cfg.batch));
+  ar.write("lr", c10::IValue(cfg.lr));
+  ar.write("delta", c10::IValue(cfg.delta));
+  torch::serialize::OutputArchive model, ema, opt;
+  s.model->save(model);
+  s.ema->save(ema);
+  ar.write("model", model);
+  ar.write("ema", ema);
+  if (s.optimizer) {
+    s.optimizer->save(opt);
+    ar.write("optimizer", opt);
+  }
+  mri::write_atomically(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+EdmDenoiser load_denoiser(const std::string& path) {
+  auto ar = open_archive(path);
+  const auto net = UNetConfig::deserialize(read_value<std::string>(ar, "net_config", path));
+  EdmConfig edm;
+  edm.sigma_data = read_value<double>(ar, "sigma_data", path);
+  edm.p_mean = read_value<double>(ar, "p_mean", path);
+  edm.p_std = read_value<double>(ar, "p_std", path);
+  EdmDenoiser d(net, edm);
+  load_module(ar, "ema", *d, path);
+  d->eval();
+  return d;
+}
+
+torch::Tensor batch_loss(const EdmDenoiser& model, const Batch& b, const TrainConfig& cfg, uint64_t draw_seed,
+                         bool holdout) {
+  auto gen = at::detail::createCPUGenerator(draw_seed);
+  std::mt19937_64 rng(draw_seed);
+  const EdmConfig& edm = model->edm;
+  auto d = as_denoiser(model);
+  const int64_t n = b.size();
+  switch (cfg.objective) {
+    case Objective::clean:
+    case Objective::naive: {
+      // naive: the corrupted image (zero-filled, or with holes) taken as if it were clean
+      auto x0 = b.image.defined() ? b.image : zero_filled_channels(b);
+      NoiseDraw draw{sample_sigma(n, edm, gen), torch::randn(x0.sizes(), gen, torch::kFloat)};
+      return cfg.objective == Objective::clean ? clean_loss(d, x0, draw, edm) : naive_loss(d, x0, draw, edm);
+    }
+    case Objective::ambient_image: {
+      AMBIENT_CHECK(b.mask.defined(), "ambient-image objective: the data carry no corruption mask (use block data)");
+      auto a_tilde = cfg.extra_blocks > 0 ? further_corrupt_blocks(b.mask, cfg.extra_blocks, 4, 16, rng)
+                                          : further_corrupt_pixels(b.mask, cfg.delta, gen);
+      NoiseDraw draw{sample_sigma(n, edm, gen), torch::randn(b.image.sizes(), gen, torch::kFloat)};
+      return ambient_image_loss(d, b.image, b.mask, a_tilde, draw, edm, holdout ? b.mask - a_tilde : torch::Tensor());
+    }
+    case Objective::ambient_fourier: {
+      AMBIENT_CHECK(b.ksp.defined(), "ambient-fourier objective: the data carry no k-space (use Fourier data)");
+      FourierBatch fb{b.ksp, b.maps, b.lines, b.calib};
+      auto mt = further_subsample_lines(b.lines, b.calib, cfg.delta, rng);
+      NoiseDraw draw{sample_sigma(n, edm, gen),
+                     torch::randn({n, b.ksp.size(2), b.ksp.size(3)}, gen, torch::kComplexFloat)};
+      return ambient_fourier_loss(d, fb, mt, draw, edm, holdout ? (b.lines & ~mt) : torch::Tensor());
+    }
+  }
+  fail("objective: unknown");
+}
+
+void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, std::shared_ptr<Source> validation,
+           const std::string& checkpoint, const TrainMonitor& monitor) {
+  AMBIENT_CHECK(cfg.steps >= 0 && cfg.batch >= 1, "training: expected steps >= 0 and batch >= 1");
+  AMBIENT_CHECK(cfg.lr > 0 && std::isfinite(cfg.lr), "training: expected a positive learning rate, got ", cfg.lr);
+  AMBIENT_CHECK(cfg.delta >= 0 && cfg.delta < 1, "training: expected δ in [0, 1), got ", cfg.delta);
+  AMBIENT_CHECK(s.step <= cfg.steps, "training: the checkpoint is at step ", s.step, ", beyond --steps ", cfg.steps);
+  if (cfg.objective == Objective::ambient_fourier || cfg.objective == Objective::ambient_image)
+    AMBIENT_CHECK(s.model->net->config().cond_channels >= 1, "training: the ambient objectives feed the corruption "
+                  "as an input channel; the network has none (fine-tuning widens a foundation automatically)");
+  if (cfg.threads > 0) torch::set_num_threads(cfg.threads);
+  s.objective = objective_name(cfg.objective);
+  const double beta = std::pow(0.5, 1.0 / std::max(1e-9, cfg.ema_halflife));
+  Loader loader(std::move(data), cfg.batch, cfg.seed, s.step, cfg.flips);
+  s.model->train();
+  auto params = s.model->parameters();
+  auto ema_params = s.ema->parameters();
+  auto last = std::chrono::steady_clock::now();
+  while (s.step < cfg.steps) {
+    Batch b = loader.next();
+    const double lr = cfg.lr * std::min(1.0, static_cast<double>(s.step + 1) / std::max<int64_t>(1, cfg.warmup));
+    for (auto& group : s.optimizer->param_groups())
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+    torch::manual_seed(step_seed(cfg.seed, s.step, 3));  // dropout
+    torch::Tensor loss;
+    {
+      at::autocast::set_cpu_enabled(cfg.bf16);
+      if (cfg.bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      loss = batch_loss(s.model, b, cfg, step_seed(cfg.seed, s.step, 1), false);
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    }
+    AMBIENT_CHECK(std::isfinite(loss.item<double>()), "training: the loss became ", loss.item<double>(), " at step ",
+                  s.step, "; lower --lr or check the data for NaNs");
+    s.optimizer->zero_grad();
+    loss.backward();
+    if (cfg.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, cfg.grad_clip);
+    s.optimizer->step();
+    {
+      torch::NoGradGuard g;
+      for (size_t i = 0; i < params.size(); ++i) ema_params[i].mul_(beta).add_(params[i], 1 - beta);
+    }
+    ++s.step;
+    StepReport r;
+    r.step = s.step;
+    r.steps = cfg.steps;
+    r.loss = loss.item<double>();
+    r.lr = lr;
+    const auto now = std::chrono::steady_clock::now();
+    r.images_per_s = cfg.batch / std::max(1e-9, std::chrono::duration<double>(now - last).count());
+    last = now;
+    if (validation && cfg.val_every > 0 && (s.step % cfg.val_every == 0 || s.step == cfg.steps)) {
+      torch::NoGradGuard g;
+      s.ema->eval();
+      Loader val(validation, cfg.batch, cfg.seed + 7, 0, false, 1);
+      double total = 0;
+      for (int64_t i = 0; i < cfg.val_batches; ++i)
+        total += batch_loss(s.ema, val.next(), cfg, step_seed(cfg.seed + 7, i, 2), true).item<double>();
+      r.val_loss = total / std::max<int64_t>(1, cfg.val_batches);
+      last = std::chrono::steady_clock::now();  // validation time is not training throughput
+    }
+    if (!checkpoint.empty() && (s.step % std::max<int64_t>(1, cfg.checkpoint_every) == 0 || s.step == cfg.steps)) {
+      save_checkpoint(checkpoint, s, cfg);
+      r.checkpointed = true;
+      last = std::chrono::steady_clock::now();
+    }
+    if (monitor) monitor(r);
+  }
+}
+
+}  // namespace ambient::diffusion
