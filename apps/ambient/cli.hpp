@@ -55,5 +55,7 @@ int run_info(const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);
 int run_recon(const std::vector<std::string>& args);
 int run_convert(const std::vector<std::string>& args);
+int run_pretrain(const std::vector<std::string>& args);
+int run_finetune(const std::vector<std::string>& args);
 
 }  // namespace ambient::app

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/io.hpp"
 #include "cli.hpp"
 
@@ -11,7 +12,7 @@ namespace ambient::app {
 int run_info(const std::vector<std::string>& args) {
   po::options_description opts("info options");
   std::string file, group;
-  opts.add_options()("file", po::value(&file)->required(), "scan file (.h5 ISMRMRD/fastMRI, .cfl)")(
+  opts.add_options()("file", po::value(&file)->required(), "scan file (.h5 ISMRMRD/fastMRI, .cfl) or model checkpoint (.pt)")(
       "group", po::value(&group)->default_value("dataset"), "ISMRMRD group name")(
       "json", "print a JSON object instead of text");
   po::positional_options_description pos;
@@ -20,6 +21,23 @@ int run_info(const std::vector<std::string>& args) {
   if (!parse("info", "FILE [--json]", opts, pos, args, vm)) return 0;
   mri::ReadOptions ro;
   ro.ismrmrd_group = group;
+  if (file.size() > 3 && file.compare(file.size() - 3, 3, ".pt") == 0) {
+    const auto c = diffusion::describe_checkpoint(file);
+    if (vm.count("json")) {
+      JsonObject j;
+      j.add("file", file).add("format", "ambient-checkpoint").add("network", c.net_config);
+      j.add("objective", c.objective).add("step", static_cast<double>(c.step));
+      j.add("parameters", static_cast<double>(c.parameters)).add("sigma_data", c.sigma_data);
+      j.add("model_hash", c.model_hash).add("ema_hash", c.ema_hash);
+      std::cout << j.str() << "\n";
+    } else {
+      std::cout << "file          " << file << "\nformat        ambient checkpoint\nnetwork       " << c.net_config
+                << "\nparameters    " << c.parameters << "\nobjective     " << c.objective << "\nstep          "
+                << c.step << (c.has_optimizer ? " (resumable)" : "") << "\nsigma_data    " << c.sigma_data
+                << "\nmodel hash    " << c.model_hash << "\nEMA hash      " << c.ema_hash << "\n";
+    }
+    return 0;
+  }
   const mri::Scan s = mri::read_scan(file, ro);
   const int64_t sampled = s.mask.sum().item<int64_t>();
   const int64_t acs = s.calib[0].sum().item<int64_t>();

@@ -23,6 +23,8 @@ commands:
   simulate   make a multi-coil undersampled ISMRMRD scan from a NIfTI volume
   recon      reconstruct a scan (zero-filled, CG-SENSE) to NIfTI, with PNG previews and metrics
   convert    convert a scan to BART cfl, fastMRI HDF5, ISMRMRD, or a NIfTI image
+  pretrain   train the diffusion model on clean slices (NIfTI volumes or fully sampled scans)
+  finetune   fine-tune a model with the ambient objective on corrupted scans only
 
 global options:
   --verbose      log progress details (same as AMBIENT_LOG=info; AMBIENT_LOG=debug for more)
@@ -69,7 +71,9 @@ int main(int argc, char** argv) {
     if (command == "simulate") return ambient::app::run_simulate(rest);
     if (command == "recon") return ambient::app::run_recon(rest);
     if (command == "convert") return ambient::app::run_convert(rest);
-    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert; see 'ambient --help')");
+    if (command == "pretrain") return ambient::app::run_pretrain(rest);
+    if (command == "finetune") return ambient::app::run_finetune(rest);
+    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune; see 'ambient --help')");
   } catch (const ambient::Error& e) {
     std::cerr << "ambient: error: " << e.what() << "\n";
     return 1;

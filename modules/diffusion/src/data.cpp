@@ -87,8 +87,8 @@ class ScanSource final : public Source {
   ScanSource(std::vector<std::string> scans, ScanSourceConfig config)
       : paths_(std::move(scans)), cfg_(std::move(config)) {
     AMBIENT_CHECK(!paths_.empty(), "training data: no scans given");
-    AMBIENT_CHECK(cfg_.corruption == "fourier" || cfg_.corruption == "block",
-                  "training data: expected corruption fourier|block, got '", cfg_.corruption, "'");
+    AMBIENT_CHECK(cfg_.corruption == "fourier" || cfg_.corruption == "block" || cfg_.corruption == "none",
+                  "training data: expected corruption fourier|block|none, got '", cfg_.corruption, "'");
     for (const auto& p : paths_) {
       const auto scan = mri::read_scan(p);
       if (!counts_.empty())
@@ -118,6 +118,8 @@ class ScanSource final : public Source {
       e.maps = maps;
       e.lines = lines;
       e.calib = scan_.calib[s];
+    } else if (cfg_.corruption == "none") {  // fully sampled scans as clean images (pretraining)
+      e.image = to_channels(zf / scale)[0];
     } else {
       auto keep = mri::random_blocks(ny_, nx_, cfg_.block_count, cfg_.block_min, cfg_.block_max,
                                      static_cast<uint32_t>(mix(cfg_.seed, mix(f, s))));

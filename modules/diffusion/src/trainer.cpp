@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <iomanip>
+#include <sstream>
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/error.hpp"
@@ -186,6 +188,39 @@ void save_checkpoint(const std::string& path, const TrainState& s, const TrainCo
     ar.write("optimizer", opt);
   }
   mri::write_atomically(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+namespace {
+
+std::string weight_hash(torch::nn::Module& m) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& p : m.named_parameters(true)) {
+    auto t = p.value().contiguous();
+    const auto* bytes = static_cast<const unsigned char*>(t.data_ptr());
+    for (size_t i = 0; i < t.numel() * t.element_size(); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  std::ostringstream os;
+  os << std::hex << std::setw(16) << std::setfill('0') << h;
+  return os.str();
+}
+
+}  // namespace
+
+CheckpointInfo describe_checkpoint(const std::string& path) {
+  TrainConfig cfg;
+  auto ar = open_archive(path);
+  torch::serialize::InputArchive opt;
+  CheckpointInfo info;
+  info.has_optimizer = ar.try_read("optimizer", opt);
+  auto s = load_state(path, cfg, info.has_optimizer);
+  info.net_config = s.model->net->config().serialize();
+  info.objective = s.objective;
+  info.step = s.step;
+  info.sigma_data = s.model->edm.sigma_data;
+  for (const auto& p : s.model->parameters()) info.parameters += p.numel();
+  info.model_hash = weight_hash(*s.model);
+  info.ema_hash = weight_hash(*s.ema);
+  return info;
 }
 
 EdmDenoiser load_denoiser(const std::string& path) {

@@ -52,7 +52,7 @@ std::unique_ptr<Source> clean_volume_source(const std::vector<std::string>& volu
                                             const std::string& orientation, uint64_t seed);
 
 struct ScanSourceConfig {
-  std::string corruption = "fourier";  ///< fourier: k-space + maps; block: image-domain boxes erased
+  std::string corruption = "fourier";  ///< fourier: k-space + maps; block: image-domain boxes erased; none: clean
   int64_t block_count = 6;             ///< block corruption: boxes per slice (fixed per slice, seeded)
   int64_t block_min = 8, block_max = 32;
   mri::EspiritConfig espirit;

@@ -68,6 +68,16 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
 /// Writes model, EMA, optimiser, step, objective and every hyper-parameter to rebuild the network, atomically.
 void save_checkpoint(const std::string& path, const TrainState& state, const TrainConfig& cfg);
 
+/// What `ambient info model.pt` prints: configuration, progress, size and a hash of the exact weights.
+struct CheckpointInfo {
+  std::string net_config, objective;
+  int64_t step = 0, parameters = 0;
+  double sigma_data = 0;
+  std::string model_hash, ema_hash;  ///< FNV-1a of the raw weight bytes: equal iff the weights are bit-identical
+  bool has_optimizer = false;
+};
+CheckpointInfo describe_checkpoint(const std::string& path);
+
 /// The denoiser of a checkpoint (EMA weights) for inference, in eval mode.
 EdmDenoiser load_denoiser(const std::string& path);
 

@@ -1,0 +1,207 @@
+// ambient pretrain / finetune: train the EDM network on clean slices, or fine-tune it with the ambient objective on
+// corrupted scans only. Progress bar, JSON-lines log, atomic checkpoints, --resume.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "ambient/diffusion/trainer.hpp"
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+#include "cli.hpp"
+
+namespace ambient::app {
+namespace {
+
+using diffusion::TrainConfig;
+
+std::vector<int64_t> int_list(const std::string& text, const char* what) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      out.push_back(std::stoll(item));
+    } catch (...) {
+      fail(what, ": expected comma-separated integers, got '", text, "'");
+    }
+  }
+  return out;
+}
+
+struct Common {
+  std::vector<std::string> data, val;
+  std::string out, log;
+  bool resume = false;
+  TrainConfig cfg;
+};
+
+void add_common(po::options_description& o, Common& c) {
+  o.add_options()
+      ("data", po::value(&c.data)->multitoken()->required(), "training files or folders")
+      ("val", po::value(&c.val)->multitoken(), "held-out files for the validation loss")
+      ("out,o", po::value(&c.out)->required(), "checkpoint to write (.pt), atomically, every --checkpoint-every steps")
+      ("resume", po::bool_switch(&c.resume), "continue from --out where an interrupted run stopped")
+      ("steps", po::value(&c.cfg.steps)->default_value(c.cfg.steps), "total training steps")
+      ("batch", po::value(&c.cfg.batch)->default_value(c.cfg.batch), "images per step")
+      ("lr", po::value(&c.cfg.lr)->default_value(c.cfg.lr), "Adam learning rate")
+      ("warmup", po::value(&c.cfg.warmup)->default_value(c.cfg.warmup), "linear warm-up steps")
+      ("grad-clip", po::value(&c.cfg.grad_clip)->default_value(c.cfg.grad_clip), "max gradient norm (0: off)")
+      ("ema-halflife", po::value(&c.cfg.ema_halflife)->default_value(c.cfg.ema_halflife), "EMA half-life (steps)")
+      ("seed", po::value(&c.cfg.seed)->default_value(c.cfg.seed), "seed: data order, noise and init derive from it")
+      ("checkpoint-every", po::value(&c.cfg.checkpoint_every)->default_value(c.cfg.checkpoint_every), "steps")
+      ("val-every", po::value(&c.cfg.val_every)->default_value(c.cfg.val_every), "steps between validation losses")
+      ("no-flips", "no flip augmentation")
+      ("bf16", po::bool_switch(&c.cfg.bf16), "bfloat16 autocast on CPU (see bench/ for whether it pays here)")
+      ("log", po::value(&c.log), "JSON-lines log (default: OUT with .log.jsonl)");
+}
+
+void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffusion::Source> data,
+                  std::shared_ptr<diffusion::Source> val) {
+  if (c.log.empty()) c.log = c.out + ".log.jsonl";
+  // The log is appended on resume so it keeps the whole history; a fresh run starts it anew.
+  std::ofstream log(c.log, c.resume ? std::ios::app : std::ios::trunc);
+  AMBIENT_CHECK(log.good(), "training: cannot write the log ", c.log);
+  std::cout << diffusion::objective_name(c.cfg.objective) << ": " << data->total() << " slices, network "
+            << state.model->net->config().serialize() << ", from step " << state.step << " to " << c.cfg.steps
+            << "\n";
+  Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps);
+  double smoothed = NAN;
+  diffusion::train(state, c.cfg, data, val, c.out, [&](const diffusion::StepReport& r) {
+    smoothed = std::isnan(smoothed) ? r.loss : 0.95 * smoothed + 0.05 * r.loss;
+    JsonObject j;
+    j.add("step", static_cast<double>(r.step)).add("loss", r.loss).add("lr", r.lr);
+    j.add("images_per_s", r.images_per_s);
+    if (!std::isnan(r.val_loss)) j.add("val_loss", r.val_loss);
+    if (r.checkpointed) j.add("checkpoint", c.out);
+    log << j.str(0) << "\n" << std::flush;
+    std::ostringstream note;
+    note << std::setprecision(4) << "loss " << smoothed << "  " << std::setprecision(3) << r.images_per_s << " img/s";
+    if (!std::isnan(r.val_loss)) note << "  val " << std::setprecision(4) << r.val_loss;
+    bar.update(r.step, note.str());
+  });
+  bar.finish();
+  std::cout << "wrote " << c.out << " (step " << state.step << "), log " << c.log << "\n";
+}
+
+}  // namespace
+
+int run_pretrain(const std::vector<std::string>& args) {
+  po::options_description opts("pretrain options");
+  Common c;
+  c.cfg.objective = diffusion::Objective::clean;
+  diffusion::UNetConfig net;
+  diffusion::EdmConfig edm;
+  int64_t matrix = 128;
+  std::string orientation = "axial", mult = "1,2,2", attention = "2";
+  add_common(opts, c);
+  opts.add_options()
+      ("matrix", po::value(&matrix)->default_value(matrix), "NIfTI inputs: slices resampled to this square matrix")
+      ("orientation", po::value(&orientation)->default_value(orientation), "NIfTI inputs: axial|coronal|sagittal")
+      ("base-channels", po::value(&net.base_channels)->default_value(net.base_channels), "UNet width")
+      ("channel-mult", po::value(&mult)->default_value(mult), "channel multiplier per level")
+      ("blocks", po::value(&net.blocks_per_level)->default_value(net.blocks_per_level), "residual blocks per level")
+      ("attention", po::value(&attention)->default_value(attention), "levels with self-attention (comma list)")
+      ("dropout", po::value(&net.dropout)->default_value(net.dropout), "dropout in residual blocks")
+      ("cond-channels", po::value(&net.cond_channels)->default_value(0), "mask input channels (0 for a foundation)")
+      ("sigma-data", po::value(&edm.sigma_data)->default_value(edm.sigma_data), "EDM σ_data");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (!parse("pretrain", "--data VOLUMES... --out model.pt [options]", opts, pos, args, vm)) return 0;
+  c.cfg.flips = !vm.count("no-flips");
+  net.channel_mult = int_list(mult, "--channel-mult");
+  net.attention_levels = attention.empty() ? std::vector<int64_t>{} : int_list(attention, "--attention");
+  net.validate();
+  auto files = diffusion::expand_inputs(c.data, {".nii.gz", ".nii", ".h5"});
+  auto is_volume = [](const std::string& f) { return f.find(".nii") != std::string::npos; };
+  std::shared_ptr<diffusion::Source> data, val;
+  auto make = [&](const std::vector<std::string>& fs) -> std::shared_ptr<diffusion::Source> {
+    if (std::all_of(fs.begin(), fs.end(), is_volume)) return diffusion::clean_volume_source(fs, matrix, orientation, c.cfg.seed);
+    AMBIENT_CHECK(std::none_of(fs.begin(), fs.end(), is_volume), "pretrain --data: mix of NIfTI volumes and scans; "
+                  "give one kind");
+    diffusion::ScanSourceConfig sc;
+    sc.corruption = "none";  // fully sampled scans, coil-combined, as clean images
+    return diffusion::scan_source(fs, sc);
+  };
+  data = make(files);
+  if (!c.val.empty()) val = make(diffusion::expand_inputs(c.val, {".nii.gz", ".nii", ".h5"}));
+  diffusion::TrainState state = c.resume ? diffusion::load_state(c.out, c.cfg, true)
+                                         : diffusion::new_state(net, edm, c.cfg);
+  run_training(c, state, data, val);
+  return 0;
+}
+
+int run_finetune(const std::vector<std::string>& args) {
+  po::options_description opts("finetune options");
+  Common c;
+  std::string init, corruption = "fourier", objective = "ambient";
+  double further_accel = 0;
+  diffusion::ScanSourceConfig sc;
+  std::string block_size = "8,32";
+  diffusion::UNetConfig scratch_net;
+  add_common(opts, c);
+  c.cfg.delta = 0.2;
+  opts.add_options()
+      ("init", po::value(&init), "foundation checkpoint (.pt); without it the network starts from scratch")
+      ("corruption", po::value(&corruption)->default_value(corruption), "fourier (k-space lines) | block (image boxes)")
+      ("objective", po::value(&objective)->default_value(objective), "ambient | naive (baseline: corrupted as clean)")
+      ("delta", po::value(&c.cfg.delta)->default_value(c.cfg.delta),
+       "further corruption: fraction of A's non-calibration lines (or pixels) Ã drops each step")
+      ("further-accel", po::value(&further_accel)->default_value(0),
+       "fourier: set δ so Ã has this acceleration on the first scan (A-DPS used R=4 -> 5); overrides --delta")
+      ("extra-blocks", po::value(&c.cfg.extra_blocks)->default_value(0), "block: Ã erases this many more boxes")
+      ("blocks", po::value(&sc.block_count)->default_value(sc.block_count), "block: boxes A erases per slice")
+      ("block-size", po::value(&block_size)->default_value(block_size), "block: box side range min,max")
+      ("base-channels", po::value(&scratch_net.base_channels)->default_value(scratch_net.base_channels),
+       "from scratch: UNet width")
+      ("kernel", po::value(&sc.espirit.kernel)->default_value(sc.espirit.kernel), "ESPIRiT kernel width");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (!parse("finetune", "--data SCANS... --init foundation.pt --out model.pt [options]", opts, pos, args, vm))
+    return 0;
+  c.cfg.flips = !vm.count("no-flips");
+  AMBIENT_CHECK(corruption == "fourier" || corruption == "block", "finetune --corruption: expected fourier|block, "
+                "got '", corruption, "'");
+  AMBIENT_CHECK(objective == "ambient" || objective == "naive", "finetune --objective: expected ambient|naive, got '",
+                objective, "'");
+  const auto sizes = int_list(block_size, "--block-size");
+  AMBIENT_CHECK(sizes.size() == 2, "finetune --block-size: expected min,max");
+  sc.block_min = sizes[0], sc.block_max = sizes[1];
+  sc.corruption = corruption;
+  sc.seed = c.cfg.seed;
+  c.cfg.objective = objective == "naive" ? diffusion::Objective::naive
+                    : corruption == "fourier" ? diffusion::Objective::ambient_fourier
+                                              : diffusion::Objective::ambient_image;
+  auto files = diffusion::expand_inputs(c.data, {".h5", ".cfl"});
+  if (further_accel > 0) {
+    const auto first = mri::read_scan(files[0]);
+    const double n = first.ny(), sampled = first.mask[0].sum().item<double>(), calib = first.calib[0].sum().item<double>();
+    AMBIENT_CHECK(further_accel > n / sampled, "finetune --further-accel ", further_accel,
+                  " must exceed the data's own acceleration ", n / sampled);
+    c.cfg.delta = std::clamp((sampled - n / further_accel) / std::max(1.0, sampled - calib), 0.0, 0.95);
+    std::cout << "further acceleration " << further_accel << ": δ = " << c.cfg.delta << "\n";
+  }
+  std::shared_ptr<diffusion::Source> data = diffusion::scan_source(files, sc), val;
+  if (!c.val.empty()) val = diffusion::scan_source(diffusion::expand_inputs(c.val, {".h5", ".cfl"}), sc);
+  const int64_t needed = c.cfg.objective == diffusion::Objective::naive ? 0 : 1;
+  diffusion::TrainState state;
+  if (c.resume) {
+    state = diffusion::load_state(c.out, c.cfg, true);
+  } else if (!init.empty()) {
+    const auto probe = diffusion::load_denoiser(init);
+    const int64_t have = probe->net->config().cond_channels;
+    AMBIENT_CHECK(have <= needed, "finetune --init: the model has ", have, " mask channels, this objective uses ",
+                  needed);
+    state = diffusion::load_state(init, c.cfg, false, needed - have);
+  } else {
+    scratch_net.cond_channels = needed;
+    state = diffusion::new_state(scratch_net, diffusion::EdmConfig{}, c.cfg);
+  }
+  run_training(c, state, data, val);
+  return 0;
+}
+
+}  // namespace ambient::app
