@@ -34,7 +34,7 @@ std::vector<int64_t> int_list(const std::string& text, const char* what) {
 
 struct Common {
   std::vector<std::string> data, val;
-  std::string out, log;
+  std::string out, log, precision;
   bool resume = false;
   TrainConfig cfg;
 };
@@ -55,17 +55,32 @@ void add_common(po::options_description& o, Common& c) {
       ("checkpoint-every", po::value(&c.cfg.checkpoint_every)->default_value(c.cfg.checkpoint_every), "steps")
       ("val-every", po::value(&c.cfg.val_every)->default_value(c.cfg.val_every), "steps between validation losses")
       ("no-flips", "no flip augmentation")
-      ("bf16", po::bool_switch(&c.cfg.bf16), "bfloat16 autocast on CPU (see bench/ for whether it pays here)")
+      ("precision", po::value(&c.precision)->default_value("auto"),
+       "auto | fp32 | bf16: bfloat16 autocast for the network; auto picks bf16 where the CPU has native bf16 "
+       "instructions (8.6x faster than fp32 on such a CPU, docs/performance.md)")
       ("log", po::value(&c.log), "JSON-lines log (default: OUT with .log.jsonl)");
+}
+
+bool cpu_has_bf16() {
+  std::ifstream info("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(info, line))
+    if (line.rfind("flags", 0) == 0)
+      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+  return false;
 }
 
 void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffusion::Source> data,
                   std::shared_ptr<diffusion::Source> val) {
+  AMBIENT_CHECK(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16",
+                "--precision: expected auto|fp32|bf16, got '", c.precision, "'");
+  c.cfg.bf16 = c.precision == "bf16" || (c.precision == "auto" && cpu_has_bf16());
   if (c.log.empty()) c.log = c.out + ".log.jsonl";
   // The log is appended on resume so it keeps the whole history; a fresh run starts it anew.
   std::ofstream log(c.log, c.resume ? std::ios::app : std::ios::trunc);
   AMBIENT_CHECK(log.good(), "training: cannot write the log ", c.log);
-  std::cout << diffusion::objective_name(c.cfg.objective) << ": " << data->total() << " slices, network "
+  std::cout << diffusion::objective_name(c.cfg.objective) << " (" << (c.cfg.bf16 ? "bf16" : "fp32")
+            << "): " << data->total() << " slices, network "
             << state.model->net->config().serialize() << ", from step " << state.step << " to " << c.cfg.steps
             << "\n";
   Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps);

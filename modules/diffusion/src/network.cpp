@@ -17,6 +17,13 @@ int64_t groups_for(int64_t channels, int64_t wanted) {
   return g;
 }
 
+// GroupNorm in float32 with CPU autocast excluded: LibTorch 1.13's CPU autocast can hand group_norm a bfloat16
+// input next to float32 weights, which it rejects; normalisation statistics want float32 anyway.
+torch::Tensor norm_fp32(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  return norm->forward(x.to(torch::kFloat));
+}
+
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2));
 }
@@ -106,11 +113,11 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb, int64_t groups,
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = conv0->forward(torch::silu(norm0->forward(x)));
+  auto h = conv0->forward(torch::silu(norm_fp32(norm0, x)));
   auto params = affine->forward(emb).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);  // adaptive scale and shift
-  h = torch::silu(norm1->forward(h) * (params[0] + 1) + params[1]);
+  h = torch::silu(norm_fp32(norm1, h) * (params[0] + 1) + params[1]);
   h = conv1->forward(drop->forward(h));
-  return (skip ? skip->forward(x) : x) + h;
+  return (skip ? skip->forward(x) : x).to(h.scalar_type()) + h;
 }
 
 AttentionImpl::AttentionImpl(int64_t channels, int64_t groups) {
@@ -125,11 +132,12 @@ AttentionImpl::AttentionImpl(int64_t channels, int64_t groups) {
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-  auto t = qkv->forward(norm->forward(x)).reshape({b, 3, heads, c / heads, hw});
+  auto t = qkv->forward(norm_fp32(norm, x)).reshape({b, 3, heads, c / heads, hw});
   auto q = t.select(1, 0), k = t.select(1, 1), v = t.select(1, 2);  // [b, heads, d, hw]
   auto w = torch::softmax(q.transpose(2, 3).matmul(k) / std::sqrt(static_cast<double>(c / heads)), -1);
   auto out = v.matmul(w.transpose(2, 3)).reshape({b, c, x.size(2), x.size(3)});
-  return x + proj->forward(out);
+  auto p = proj->forward(out);
+  return x.to(p.scalar_type()) + p;
 }
 
 UNetImpl::UNetImpl(UNetConfig config) : config_(std::move(config)) {
@@ -223,7 +231,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
       t = ups[up++]->as<torch::nn::Conv2d>()->forward(t);
     }
   }
-  t = conv_out->forward(torch::silu(norm_out->forward(t)));
+  t = conv_out->forward(torch::silu(norm_fp32(norm_out, t)));
   return (ph || pw) ? t.narrow(2, 0, h).narrow(3, 0, w) : t;
 }
 
