@@ -81,7 +81,7 @@ void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffu
   AMBIENT_CHECK(log.good(), "training: cannot write the log ", c.log);
   std::cout << diffusion::objective_name(c.cfg.objective) << " (" << (c.cfg.bf16 ? "bf16" : "fp32")
             << "): " << data->total() << " slices, network "
-            << state.model->net->config().serialize() << ", from step " << state.step << " to " << c.cfg.steps
+            << state.model->config_string() << ", from step " << state.step << " to " << c.cfg.steps
             << "\n";
   Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps);
   double smoothed = NAN;
@@ -160,7 +160,8 @@ int run_finetune(const std::vector<std::string>& args) {
   add_common(opts, c);
   c.cfg.delta = 0.2;
   opts.add_options()
-      ("init", po::value(&init), "foundation checkpoint (.pt); without it the network starts from scratch")
+      ("init", po::value(&init), "foundation: an ambient checkpoint (.pt) or a TorchScript file with "
+       "forward(x, sigma) -> denoised; without it the network starts from scratch")
       ("corruption", po::value(&corruption)->default_value(corruption), "fourier (k-space lines) | block (image boxes)")
       ("objective", po::value(&objective)->default_value(objective), "ambient | naive (baseline: corrupted as clean)")
       ("delta", po::value(&c.cfg.delta)->default_value(c.cfg.delta),
@@ -207,10 +208,14 @@ int run_finetune(const std::vector<std::string>& args) {
     state = diffusion::load_state(c.out, c.cfg, true);
   } else if (!init.empty()) {
     const auto probe = diffusion::load_denoiser(init);
-    const int64_t have = probe->net->config().cond_channels;
+    const int64_t have = probe->cond_channels();
     AMBIENT_CHECK(have <= needed, "finetune --init: the model has ", have, " mask channels, this objective uses ",
                   needed);
-    state = diffusion::load_state(init, c.cfg, false, needed - have);
+    // EDM UNet foundations get zero-initialised mask channels; a TorchScript one is fine-tuned as it is.
+    const int64_t extra = probe->kind() == "torchscript" ? 0 : needed - have;
+    if (probe->kind() == "torchscript")
+      std::cout << "TorchScript foundation: fine-tuned without a mask channel (it sees the further-corrupted image)\n";
+    state = diffusion::load_state(init, c.cfg, false, extra);
   } else {
     scratch_net.cond_channels = needed;
     state = diffusion::new_state(scratch_net, diffusion::EdmConfig{}, c.cfg);

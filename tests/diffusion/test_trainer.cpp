@@ -4,6 +4,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -105,7 +106,8 @@ TEST(Trainer, CheckpointsLoadBackIdentically) {
   EXPECT_TRUE(same_parameters(*state.ema, *loaded.ema));
   auto d = load_denoiser(path);
   EXPECT_TRUE(same_parameters(*state.ema, *d));
-  EXPECT_EQ(d->net->config().serialize(), tiny(1).serialize());
+  EXPECT_EQ(d->config_string(), tiny(1).serialize());
+  EXPECT_EQ(d->kind(), "edm-unet");
 }
 
 TEST(Trainer, ResumeContinuesBitForBit) {
@@ -133,11 +135,64 @@ TEST(Trainer, BadCheckpointsGiveClearErrors) {
   EXPECT_THROW(load_denoiser(junk), ambient::Error);
 }
 
-TEST(Trainer, AmbientObjectiveRefusesANetworkWithoutMaskInput) {
-  auto cfg = quick(1);
+TEST(Trainer, AmbientObjectiveTrainsANetworkWithoutMaskInput) {
+  // A model with no mask channel sees only the further-corrupted image (the mask implicit in its zeros).
+  auto cfg = quick(2);
   cfg.objective = Objective::ambient_image;
   auto state = new_state(tiny(0), EdmConfig{}, cfg);
-  EXPECT_THROW(train(state, cfg, std::make_shared<SmoothImages>(), nullptr, "", nullptr), ambient::Error);
+  std::vector<double> losses;
+  train(state, cfg, std::make_shared<SmoothImages>(), nullptr, "", [&](const StepReport& r) { losses.push_back(r.loss); });
+  ASSERT_EQ(losses.size(), 2u);
+  EXPECT_TRUE(std::isfinite(losses[1]));
+}
+
+TEST(TrainerIntegration, TorchScriptFoundationFineTunesSavesAndResumes) {
+  // A TorchScript denoiser with forward(x, sigma), scripted by Debian's python3-torch (same LibTorch 1.13).
+  const auto ts = scratch("foundation.ts");
+  const std::string py =
+      "import torch\n"
+      "class D(torch.nn.Module):\n"
+      "    def __init__(self):\n"
+      "        super().__init__()\n"
+      "        self.a = torch.nn.Conv2d(2, 8, 3, padding=1)\n"
+      "        self.b = torch.nn.Conv2d(8, 2, 3, padding=1)\n"
+      "    def forward(self, x, sigma):\n"
+      "        s = sigma.reshape(-1, 1, 1, 1)\n"
+      "        return x / (1 + s * s) + self.b(torch.relu(self.a(x)))\n"
+      "torch.manual_seed(0)\n"
+      "torch.jit.script(D()).save('" + ts + "')\n";
+  const auto script = scratch("make_ts.py");
+  { std::ofstream(script) << py; }
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + script).c_str()), 0) << "needs python3-torch (scripts/setup.sh)";
+  EXPECT_FALSE(is_ambient_checkpoint(ts));
+  EXPECT_TRUE(is_ambient_checkpoint(scratch("ckpt.pt")));
+
+  auto cfg = quick(3);
+  cfg.objective = Objective::ambient_image;
+  auto state = load_state(ts, cfg, false);
+  EXPECT_EQ(state.model->kind(), "torchscript");
+  EXPECT_EQ(state.model->cond_channels(), 0);
+  const auto path = scratch("ts_finetuned.pt");
+  train(state, cfg, std::make_shared<SmoothImages>(), nullptr, path, nullptr);
+  // The weights moved (the optimiser reaches the scripted parameters) and the checkpoint restores them exactly.
+  auto original = load_torchscript(ts);
+  EXPECT_FALSE(same_parameters(*original, *state.model));
+  auto resumed = load_state(path, cfg, true);
+  EXPECT_EQ(resumed.step, 3);
+  EXPECT_EQ(resumed.model->kind(), "torchscript");
+  EXPECT_TRUE(same_parameters(*state.model, *resumed.model));
+  auto d = load_denoiser(path);
+  torch::NoGradGuard g;
+  state.ema->eval();
+  auto x = torch::randn({1, 2, 16, 16});
+  EXPECT_TRUE(torch::allclose(d->forward(x, torch::ones({1}), {}), state.ema->forward(x, torch::ones({1}), {})));
+}
+
+TEST(Trainer, TorchScriptRejectsFilesThatAreNotModules) {
+  const auto junk = scratch("junk.ts");
+  { std::ofstream(junk) << "PK not really"; }
+  EXPECT_THROW(load_torchscript(junk), ambient::Error);
+  EXPECT_THROW(load_torchscript(scratch("absent.ts")), ambient::Error);
 }
 
 TEST(TrainerIntegration, FineTunesAWidenedFoundationOnSimulatedScansOnly) {
@@ -166,7 +221,7 @@ TEST(TrainerIntegration, FineTunesAWidenedFoundationOnSimulatedScansOnly) {
   ft.val_every = 3;
   ft.val_batches = 1;
   auto state = load_state(found_path, ft, false, 1);
-  EXPECT_EQ(state.model->net->config().cond_channels, 1);
+  EXPECT_EQ(state.model->cond_channels(), 1);
   // The widened network computes the foundation's function at step 0, whatever the mask channel holds.
   {
     torch::NoGradGuard g;
@@ -174,7 +229,7 @@ TEST(TrainerIntegration, FineTunesAWidenedFoundationOnSimulatedScansOnly) {
     state.model->eval();
     auto x = torch::randn({1, 2, 32, 32});
     auto sigma = torch::tensor({0.7f});
-    EXPECT_TRUE(torch::allclose(f->forward(x, sigma), state.model->forward(x, sigma, torch::ones({1, 1, 32, 32})),
+    EXPECT_TRUE(torch::allclose(f->forward(x, sigma, {}), state.model->forward(x, sigma, torch::ones({1, 1, 32, 32})),
                                 1e-5, 1e-5));
     state.model->train();
   }

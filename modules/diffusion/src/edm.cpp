@@ -32,9 +32,13 @@ torch::Tensor loss_weight(const torch::Tensor& sigma, const EdmConfig& edm) {
   return (sigma * sigma + sd * sd) / (sigma * sd).square();
 }
 
-DenoiserFn as_denoiser(EdmDenoiser model) {
-  return [model](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) mutable {
-    return model->forward(x, sigma, cond);
+std::shared_ptr<DenoiserModule> EdmDenoiserImpl::fresh_copy() const {
+  return std::make_shared<EdmDenoiserImpl>(net->config(), edm);
+}
+
+DenoiserFn as_denoiser(ModelPtr model) {
+  return [model](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) {
+    return model->forward(x, sigma, model->cond_channels() > 0 ? cond : torch::Tensor());
   };
 }
 

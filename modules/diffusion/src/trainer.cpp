@@ -6,6 +6,7 @@
 #include <ATen/autocast_mode.h>
 
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -36,13 +37,13 @@ void copy_parameters(const torch::nn::Module& from, torch::nn::Module& to) {
   for (auto& b : to.named_buffers(true)) b.value().copy_(bsrc[b.key()]);
 }
 
-EdmDenoiser clone_model(const EdmDenoiser& m) {
-  EdmDenoiser c(m->net->config(), m->edm);
+ModelPtr clone_model(const ModelPtr& m) {
+  auto c = m->fresh_copy();
   copy_parameters(*m, *c);
   return c;
 }
 
-std::unique_ptr<torch::optim::Adam> make_optimizer(const EdmDenoiser& model, const TrainConfig& cfg) {
+std::unique_ptr<torch::optim::Adam> make_optimizer(const ModelPtr& model, const TrainConfig& cfg) {
   return std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(cfg.lr));
 }
 
@@ -98,12 +99,44 @@ void load_module(torch::serialize::InputArchive& ar, const std::string& key, tor
   }
 }
 
+// The architecture a checkpoint describes, with freshly initialised weights.
+ModelPtr build_model(torch::serialize::InputArchive& ar, const std::string& path) {
+  c10::IValue kind_value;
+  const std::string kind = ar.try_read("model_kind", kind_value) ? kind_value.toStringRef() : "edm-unet";
+  if (kind == "torchscript") {
+    torch::Tensor bytes;
+    AMBIENT_CHECK(ar.try_read("torchscript", bytes), "checkpoint ", path, ": TorchScript model without its archive");
+    bytes = bytes.contiguous();
+    return std::make_shared<ScriptedDenoiserImpl>(
+        std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
+  }
+  AMBIENT_CHECK(kind == "edm-unet", "checkpoint ", path, ": unknown model kind '", kind, "'");
+  const auto net = UNetConfig::deserialize(read_value<std::string>(ar, "net_config", path));
+  EdmConfig edm;
+  edm.sigma_data = read_value<double>(ar, "sigma_data", path);
+  edm.p_mean = read_value<double>(ar, "p_mean", path);
+  edm.p_std = read_value<double>(ar, "p_std", path);
+  return EdmDenoiser(net, edm).ptr();
+}
+
 torch::Tensor zero_filled_channels(const Batch& b) {
   auto m = b.lines.to(torch::kFloat).reshape({b.lines.size(0), 1, b.lines.size(1), 1});
   return to_channels(mri::make_sense(b.maps, m)->adjoint(b.ksp * m));
 }
 
 }  // namespace
+
+bool is_ambient_checkpoint(const std::string& path) {
+  if (!std::filesystem::exists(path)) return false;
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(path);
+    c10::IValue v;
+    return ar.try_read("format", v) && v.isString() && v.toStringRef() == kFormat;
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
 
 Objective parse_objective(const std::string& name) {
   if (name == "clean") return Objective::clean;
@@ -126,7 +159,7 @@ std::string objective_name(Objective o) {
 TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainConfig& cfg) {
   torch::manual_seed(cfg.seed);
   TrainState s;
-  s.model = EdmDenoiser(net, edm);
+  s.model = EdmDenoiser(net, edm).ptr();
   s.ema = clone_model(s.model);
   s.optimizer = make_optimizer(s.model, cfg);
   s.objective = objective_name(cfg.objective);
@@ -134,16 +167,19 @@ TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainCon
 }
 
 TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond) {
-  auto ar = open_archive(path);
-  const auto net = UNetConfig::deserialize(read_value<std::string>(ar, "net_config", path));
-  EdmConfig edm;
-  edm.sigma_data = read_value<double>(ar, "sigma_data", path);
-  edm.p_mean = read_value<double>(ar, "p_mean", path);
-  edm.p_std = read_value<double>(ar, "p_std", path);
   TrainState s;
+  if (!for_resume && std::filesystem::exists(path) && !is_ambient_checkpoint(path)) {
+    // A TorchScript foundation: fine-tuned as it is (it takes no mask channel).
+    s.model = load_torchscript(path);
+    s.ema = clone_model(s.model);
+    s.optimizer = make_optimizer(s.model, cfg);
+    s.objective = objective_name(cfg.objective);
+    return s;
+  }
+  auto ar = open_archive(path);
   s.objective = read_value<std::string>(ar, "objective", path);
-  s.model = EdmDenoiser(net, edm);
-  s.ema = EdmDenoiser(net, edm);
+  s.model = build_model(ar, path);
+  s.ema = s.model->fresh_copy();
   load_module(ar, "model", *s.model, path);
   load_module(ar, "ema", *s.ema, path);
   if (for_resume) {
@@ -156,7 +192,11 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
   } else {
     // A foundation: its EMA weights are the model to start from; the fine-tune gets a fresh optimiser.
     copy_parameters(*s.ema, *s.model);
-    if (extra_cond > 0) s.model->net->widen_input(extra_cond);
+    if (extra_cond > 0) {
+      auto edm = std::dynamic_pointer_cast<EdmDenoiserImpl>(s.model);
+      AMBIENT_CHECK(edm != nullptr, "fine-tune: only EDM UNet foundations can be widened for mask channels");
+      edm->net->widen_input(extra_cond);
+    }
     s.ema = clone_model(s.model);
     s.optimizer = make_optimizer(s.model, cfg);
     s.objective = objective_name(cfg.objective);
@@ -168,10 +208,19 @@ void save_checkpoint(const std::string& path, const TrainState& s, const TrainCo
   torch::serialize::OutputArchive ar;
   ar.write("format", c10::IValue(std::string(kFormat)));
   ar.write("version", c10::IValue(kVersion));
-  ar.write("net_config", c10::IValue(s.model->net->config().serialize()));
-  ar.write("sigma_data", c10::IValue(s.model->edm.sigma_data));
-  ar.write("p_mean", c10::IValue(s.model->edm.p_mean));
-  ar.write("p_std", c10::IValue(s.model->edm.p_std));
+  ar.write("model_kind", c10::IValue(s.model->kind()));
+  if (auto scripted = std::dynamic_pointer_cast<ScriptedDenoiserImpl>(s.model)) {
+    const auto& bytes = scripted->archive();
+    auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+    std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+    ar.write("torchscript", t);
+  } else {
+    ar.write("net_config", c10::IValue(s.model->config_string()));
+  }
+  const EdmConfig edm = s.model->training_edm();
+  ar.write("sigma_data", c10::IValue(edm.sigma_data));
+  ar.write("p_mean", c10::IValue(edm.p_mean));
+  ar.write("p_std", c10::IValue(edm.p_std));
   ar.write("objective", c10::IValue(s.objective));
   ar.write("step", c10::IValue(s.step));
   ar.write("seed", c10::IValue(static_cast<int64_t>(cfg.seed)));
@@ -197,7 +246,8 @@ std::string weight_hash(torch::nn::Module& m) {
   for (const auto& p : m.named_parameters(true)) {
     auto t = p.value().contiguous();
     const auto* bytes = static_cast<const unsigned char*>(t.data_ptr());
-    for (size_t i = 0; i < t.numel() * t.element_size(); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+    for (size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
   }
   std::ostringstream os;
   os << std::hex << std::setw(16) << std::setfill('0') << h;
@@ -213,34 +263,34 @@ CheckpointInfo describe_checkpoint(const std::string& path) {
   CheckpointInfo info;
   info.has_optimizer = ar.try_read("optimizer", opt);
   auto s = load_state(path, cfg, info.has_optimizer);
-  info.net_config = s.model->net->config().serialize();
+  info.net_config = s.model->config_string();
   info.objective = s.objective;
   info.step = s.step;
-  info.sigma_data = s.model->edm.sigma_data;
+  info.sigma_data = s.model->training_edm().sigma_data;
   for (const auto& p : s.model->parameters()) info.parameters += p.numel();
   info.model_hash = weight_hash(*s.model);
   info.ema_hash = weight_hash(*s.ema);
   return info;
 }
 
-EdmDenoiser load_denoiser(const std::string& path) {
+ModelPtr load_denoiser(const std::string& path) {
+  if (std::filesystem::exists(path) && !is_ambient_checkpoint(path)) {
+    auto m = load_torchscript(path);
+    m->eval();
+    return m;
+  }
   auto ar = open_archive(path);
-  const auto net = UNetConfig::deserialize(read_value<std::string>(ar, "net_config", path));
-  EdmConfig edm;
-  edm.sigma_data = read_value<double>(ar, "sigma_data", path);
-  edm.p_mean = read_value<double>(ar, "p_mean", path);
-  edm.p_std = read_value<double>(ar, "p_std", path);
-  EdmDenoiser d(net, edm);
+  auto d = build_model(ar, path);
   load_module(ar, "ema", *d, path);
   d->eval();
   return d;
 }
 
-torch::Tensor batch_loss(const EdmDenoiser& model, const Batch& b, const TrainConfig& cfg, uint64_t draw_seed,
+torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfig& cfg, uint64_t draw_seed,
                          bool holdout) {
   auto gen = at::detail::createCPUGenerator(draw_seed);
   std::mt19937_64 rng(draw_seed);
-  const EdmConfig& edm = model->edm;
+  const EdmConfig edm = model->training_edm();
   auto d = as_denoiser(model);
   const int64_t n = b.size();
   switch (cfg.objective) {
@@ -276,9 +326,6 @@ void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, 
   AMBIENT_CHECK(cfg.lr > 0 && std::isfinite(cfg.lr), "training: expected a positive learning rate, got ", cfg.lr);
   AMBIENT_CHECK(cfg.delta >= 0 && cfg.delta < 1, "training: expected δ in [0, 1), got ", cfg.delta);
   AMBIENT_CHECK(s.step <= cfg.steps, "training: the checkpoint is at step ", s.step, ", beyond --steps ", cfg.steps);
-  if (cfg.objective == Objective::ambient_fourier || cfg.objective == Objective::ambient_image)
-    AMBIENT_CHECK(s.model->net->config().cond_channels >= 1, "training: the ambient objectives feed the corruption "
-                  "as an input channel; the network has none (fine-tuning widens a foundation automatically)");
   if (cfg.threads > 0) torch::set_num_threads(cfg.threads);
   s.objective = objective_name(cfg.objective);
   const double beta = std::pow(0.5, 1.0 / std::max(1e-9, cfg.ema_halflife));

@@ -20,10 +20,31 @@ struct EdmConfig {
 /// The network-backed EdmDenoiser is one; the tests and (later) samplers use analytic ones too.
 using DenoiserFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
 
+/// A trainable denoiser: our EDM UNet, or a TorchScript foundation (scripted.hpp).
+struct DenoiserModule : torch::nn::Module {
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) = 0;
+  /// Corruption channels the model takes (0: it sees only the corrupted image, the mask implicit in its zeros).
+  virtual int64_t cond_channels() const = 0;
+  /// "edm-unet" or "torchscript".
+  virtual std::string kind() const = 0;
+  /// The network configuration (UNet key=value list), or a description for TorchScript models.
+  virtual std::string config_string() const = 0;
+  /// A new model of the same architecture (weights to be copied in), e.g. for the EMA.
+  virtual std::shared_ptr<DenoiserModule> fresh_copy() const = 0;
+  /// The σ distribution and loss weighting to train it with.
+  virtual EdmConfig training_edm() const { return {}; }
+};
+using ModelPtr = std::shared_ptr<DenoiserModule>;
+
 /// The preconditioned network. Corruption channels are passed to the network unscaled (they are not noisy).
-struct EdmDenoiserImpl : torch::nn::Module {
+struct EdmDenoiserImpl : DenoiserModule {
   EdmDenoiserImpl(UNetConfig net_config, EdmConfig edm);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond = {});
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond = {}) override;
+  int64_t cond_channels() const override { return net->config().cond_channels; }
+  std::string kind() const override { return "edm-unet"; }
+  std::string config_string() const override { return net->config().serialize(); }
+  std::shared_ptr<DenoiserModule> fresh_copy() const override;
+  EdmConfig training_edm() const override { return edm; }
   UNet net{nullptr};
   EdmConfig edm;
 };
@@ -34,7 +55,8 @@ torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& g
 /// λ(σ) [B] for σ [B].
 torch::Tensor loss_weight(const torch::Tensor& sigma, const EdmConfig& edm);
 
-/// Wraps a module as a DenoiserFn (keeps it alive).
-DenoiserFn as_denoiser(EdmDenoiser model);
+/// Wraps a model as a DenoiserFn (keeps it alive). Corruption channels are dropped for models that take none.
+DenoiserFn as_denoiser(ModelPtr model);
+inline DenoiserFn as_denoiser(const EdmDenoiser& model) { return as_denoiser(ModelPtr(model.ptr())); }
 
 }  // namespace ambient::diffusion

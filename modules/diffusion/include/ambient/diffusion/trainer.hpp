@@ -11,6 +11,7 @@
 
 #include "ambient/diffusion/data.hpp"
 #include "ambient/diffusion/edm.hpp"
+#include "ambient/diffusion/scripted.hpp"
 
 namespace ambient::diffusion {
 
@@ -51,8 +52,8 @@ using TrainMonitor = std::function<void(const StepReport&)>;
 
 /// A model and its training state.
 struct TrainState {
-  EdmDenoiser model{nullptr};
-  EdmDenoiser ema{nullptr};
+  ModelPtr model;
+  ModelPtr ema;
   std::unique_ptr<torch::optim::Adam> optimizer;
   int64_t step = 0;
   std::string objective;  ///< what the checkpoint was trained with
@@ -62,7 +63,8 @@ struct TrainState {
 TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainConfig& cfg);
 
 /// Loads a checkpoint: with `for_resume`, the optimiser state and step too; otherwise the EMA weights become the
-/// model (a foundation to fine-tune) and training starts at step 0. `extra_cond` widens the input first.
+/// model (a foundation to fine-tune) and training starts at step 0. `extra_cond` widens the input first (EDM UNet
+/// foundations; a TorchScript foundation (scripted.hpp) is accepted here too and takes no mask channel).
 TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond = 0);
 
 /// Writes model, EMA, optimiser, step, objective and every hyper-parameter to rebuild the network, atomically.
@@ -78,8 +80,12 @@ struct CheckpointInfo {
 };
 CheckpointInfo describe_checkpoint(const std::string& path);
 
+/// True when `path` is an ambient checkpoint (LibTorch archives of both kinds look alike; ours carry a format key).
+/// Anything else given as a model is tried as TorchScript.
+bool is_ambient_checkpoint(const std::string& path);
+
 /// The denoiser of a checkpoint (EMA weights) for inference, in eval mode.
-EdmDenoiser load_denoiser(const std::string& path);
+ModelPtr load_denoiser(const std::string& path);
 
 /// Trains from state.step to cfg.steps, checkpointing to `checkpoint` every cfg.checkpoint_every steps and at the
 /// end. `validation` (may be null) gives held-out data for the validation loss.
@@ -87,7 +93,7 @@ void train(TrainState& state, const TrainConfig& cfg, std::shared_ptr<Source> da
            const std::string& checkpoint, const TrainMonitor& monitor);
 
 /// The loss of one batch under the configured objective (used by train and by validation).
-torch::Tensor batch_loss(const EdmDenoiser& model, const Batch& batch, const TrainConfig& cfg, uint64_t draw_seed,
+torch::Tensor batch_loss(const ModelPtr& model, const Batch& batch, const TrainConfig& cfg, uint64_t draw_seed,
                          bool holdout);
 
 }  // namespace ambient::diffusion
