@@ -1,0 +1,82 @@
+// EDM sampling and the analytic denoisers used to test it.
+#include "ambient/diffusion/samplers.hpp"
+
+#include <cmath>
+
+#include "ambient/mri/error.hpp"
+
+namespace ambient::diffusion {
+
+torch::Tensor edm_sigmas(const Schedule& s) {
+  AMBIENT_CHECK(s.steps >= 1, "sampler: expected at least one step, got ", s.steps);
+  AMBIENT_CHECK(s.sigma_min > 0 && s.sigma_max > s.sigma_min && s.rho > 0,
+                "sampler: expected 0 < sigma_min < sigma_max and rho > 0");
+  auto i = torch::arange(s.steps, torch::kDouble);
+  const double a = std::pow(s.sigma_max, 1 / s.rho), b = std::pow(s.sigma_min, 1 / s.rho);
+  auto sig = (s.steps == 1) ? torch::full({1}, s.sigma_max, torch::kDouble)
+                            : torch::pow(a + i / (s.steps - 1) * (b - a), s.rho);
+  return torch::cat({sig, torch::zeros({1}, torch::kDouble)});
+}
+
+torch::Tensor sample_heun(const DenoiserFn& d, std::vector<int64_t> shape, const HeunConfig& c, at::Generator& gen,
+                          const torch::Tensor& cond, const SamplerMonitor& monitor) {
+  torch::NoGradGuard no_grad;
+  auto sigmas = edm_sigmas(c.schedule);
+  auto acc = sigmas.accessor<double, 1>();
+  const int64_t n = c.schedule.steps;
+  const int64_t batch = shape[0];
+  auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];
+  auto denoise = [&](const torch::Tensor& v, double s) {
+    return d(v, torch::full({batch}, static_cast<float>(s)), cond);
+  };
+  const double gamma_max = std::sqrt(2.0) - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    double s_cur = acc[i];
+    const double s_next = acc[i + 1];
+    // Stochastic churn: raise the noise level to s_hat by adding fresh noise (Algorithm 2).
+    const double gamma = (c.s_churn > 0 && s_cur >= c.s_tmin && s_cur <= c.s_tmax)
+                             ? std::min(c.s_churn / n, gamma_max)
+                             : 0.0;
+    const double s_hat = s_cur * (1 + gamma);
+    if (gamma > 0)
+      x = x + std::sqrt(s_hat * s_hat - s_cur * s_cur) * c.s_noise * torch::randn(shape, gen, torch::kFloat);
+    auto dx = (x - denoise(x, s_hat)) / s_hat;
+    auto x_next = x + (s_next - s_hat) * dx;
+    if (s_next > 0) {  // Heun's second-order correction, except on the last step to σ = 0
+      auto dx2 = (x_next - denoise(x_next, s_next)) / s_next;
+      x_next = x + (s_next - s_hat) * 0.5 * (dx + dx2);
+    }
+    x = x_next;
+    if (monitor) monitor(i + 1, s_next);
+  }
+  return x;
+}
+
+DenoiserFn gaussian_denoiser(torch::Tensor mean, torch::Tensor var) {
+  AMBIENT_CHECK(mean.sizes() == var.sizes(), "Gaussian denoiser: mean and variance shapes differ");
+  AMBIENT_CHECK((var >= 0).all().item<bool>(), "Gaussian denoiser: expected non-negative variances");
+  return [mean, var](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) {
+    auto s2 = sigma.to(x.dtype()).square().reshape({-1, 1, 1, 1});
+    return mean + var / (var + s2) * (x - mean);
+  };
+}
+
+DenoiserFn gaussian_mixture_denoiser(torch::Tensor weights, torch::Tensor means, torch::Tensor stds) {
+  AMBIENT_CHECK(weights.dim() == 1 && means.size(0) == weights.size(0) && stds.sizes() == weights.sizes(),
+                "mixture denoiser: expected weights [K], means [K, ...], stds [K]");
+  auto logw = (weights / weights.sum()).log().to(torch::kDouble);
+  return [logw, means, stds](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) {
+    const int64_t b = x.size(0), k = means.size(0), dim = x[0].numel();
+    auto xf = x.reshape({b, 1, dim}).to(torch::kDouble);
+    auto mf = means.reshape({1, k, dim}).to(torch::kDouble);
+    auto s2 = stds.to(torch::kDouble).square().reshape({1, k});
+    auto sig2 = sigma.to(torch::kDouble).square().reshape({b, 1});
+    auto tot = s2 + sig2;  // [b, k]: each component's variance after noising
+    auto logp = logw.reshape({1, k}) - 0.5 * (xf - mf).square().sum(2) / tot - 0.5 * dim * tot.log();
+    auto r = torch::softmax(logp, 1);  // responsibilities
+    auto post = mf + (s2 / tot).unsqueeze(2) * (xf - mf);  // each component's E[x0 | x, k]
+    return (r.unsqueeze(2) * post).sum(1).reshape(x.sizes()).to(x.dtype());
+  };
+}
+
+}  // namespace ambient::diffusion
