@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "ambient/diffusion/edm.hpp"
+#include "ambient/mri/linear_operator.hpp"
 
 namespace ambient::diffusion {
 
@@ -32,6 +33,31 @@ using SamplerMonitor = std::function<void(int64_t, double)>;
 /// `cond` (corruption channels, or undefined) is passed to every denoiser call.
 torch::Tensor sample_heun(const DenoiserFn& d, std::vector<int64_t> shape, const HeunConfig& config,
                           at::Generator& gen, const torch::Tensor& cond = {}, const SamplerMonitor& monitor = nullptr);
+
+/// Posterior sampling for y = A z + n, z = from_channels(x) complex [B, H, W], n complex Gaussian with
+/// E|n|² = noise_var per sample, A any mri::LinearOperator with domain [B, H, W].
+struct PosteriorConfig {
+  Schedule schedule;
+  double noise_var = 1e-4;    ///< measurement noise variance per complex sample (network units)
+  double prior_var = 0.25;    ///< per real component; sets γ(σ) = v σ² / (v + σ²), EDM's c_out² for v = σ_data²
+  int cg_iterations = 8;      ///< CG steps of each data-consistency solve (fast sampler)
+  double dps_step = 1.0;      ///< DPS: ζ, the step is ζ / ||y − A D(x)|| (Chung et al. 2023)
+};
+
+/// The fast sampler (no back-propagation; DDS/DiffPIR family): at each σ_i it draws x0 from the Gaussian
+/// p(x0 | x_i, y) ∝ N(x0; D(x_i), γ_i I) p(y | x0) by perturb-then-optimise (a CG solve of
+/// (A^H A + λ I) z = A^H (y + √η n1) + λ (D(x_i) + √(2γ_i) n2), λ = η / (2 γ_i)), then moves to σ_{i+1} with the
+/// exact ancestral bridge x_{i+1} = x0 + (σ_{i+1}/σ_i)² (x_i − x0) + σ_{i+1} sqrt(1 − (σ_{i+1}/σ_i)²) ε.
+/// Exact when D is the exact denoiser of a Gaussian prior with variance prior_var.
+torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
+                               const PosteriorConfig& config, at::Generator& gen, const torch::Tensor& cond = {},
+                               const SamplerMonitor& monitor = nullptr);
+
+/// DPS (Chung et al. 2023), as A-DPS uses it: Euler steps of the probability-flow ODE, each followed by a gradient
+/// step along ∇_x ||y − A D(x_i)||² taken through the denoiser, of size dps_step / ||y − A D(x_i)||. Approximate.
+torch::Tensor sample_dps(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
+                         const PosteriorConfig& config, at::Generator& gen, const torch::Tensor& cond = {},
+                         const SamplerMonitor& monitor = nullptr);
 
 /// The exact denoiser E[x0 | x0 + σ n] of a Gaussian prior N(mean, diag(var)) over images [C, H, W].
 DenoiserFn gaussian_denoiser(torch::Tensor mean, torch::Tensor var);
