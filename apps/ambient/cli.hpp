@@ -48,6 +48,9 @@ class JsonObject {
 /// Writes text to `path` atomically.
 void write_text(const std::string& path, const std::string& text);
 
+/// True when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays.
+bool cpu_has_bf16();
+
 /// Uses every core for LibTorch (it defaults to one here) and FFTW, or `threads` when positive.
 void set_threads(int threads);
 
@@ -57,5 +60,6 @@ int run_recon(const std::vector<std::string>& args);
 int run_convert(const std::vector<std::string>& args);
 int run_pretrain(const std::vector<std::string>& args);
 int run_finetune(const std::vector<std::string>& args);
+int run_sample(const std::vector<std::string>& args);
 
 }  // namespace ambient::app

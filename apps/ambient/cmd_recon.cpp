@@ -4,6 +4,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/diffusion/reconstruct.hpp"
+#include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
@@ -16,7 +18,8 @@ namespace ambient::app {
 
 int run_recon(const std::vector<std::string>& args) {
   po::options_description opts("recon options");
-  std::string file, method, output, png_dir, reference, metrics_path, maps_out;
+  std::string file, method, output, png_dir, reference, metrics_path, maps_out, model_path, std_path, precision;
+  diffusion::ReconstructConfig rc;
   mri::ReadOptions ro;
   mri::EspiritConfig ec;
   mri::CgConfig cg;
@@ -24,7 +27,20 @@ int run_recon(const std::vector<std::string>& args) {
   bool no_prewhiten = false;
   opts.add_options()
       ("file", po::value(&file)->required(), "scan (.h5 ISMRMRD/fastMRI, .cfl)")
-      ("method,m", po::value(&method)->default_value("cg-sense"), "zero-filled | cg-sense")
+      ("method,m", po::value(&method)->default_value("cg-sense"),
+       "zero-filled | cg-sense | posterior (model, fast data consistency) | dps (model, gradient guidance)")
+      ("model", po::value(&model_path), "trained model (.pt checkpoint or TorchScript) for posterior | dps")
+      ("samples", po::value(&rc.samples)->default_value(rc.samples), "posterior samples per slice (mean + std)")
+      ("steps", po::value(&rc.posterior.schedule.steps)->default_value(rc.posterior.schedule.steps),
+       "sampler steps")
+      ("std", po::value(&std_path), "write the per-pixel standard deviation over samples here (.nii.gz)")
+      ("seed", po::value(&rc.seed)->default_value(rc.seed), "sampler seed (the result is deterministic for it)")
+      ("cg-per-step", po::value(&rc.posterior.cg_iterations)->default_value(rc.posterior.cg_iterations),
+       "posterior: CG iterations of each data-consistency step")
+      ("dps-step", po::value(&rc.posterior.dps_step)->default_value(rc.posterior.dps_step), "dps: step size ζ")
+      ("noise-var", po::value(&rc.noise_var)->default_value(rc.noise_var),
+       "k-space noise variance per sample (< 0: 1 for prewhitened scans, else estimated)")
+      ("precision", po::value(&precision)->default_value("auto"), "auto | fp32 | bf16 for the network")
       ("output,o", po::value(&output)->required(), "magnitude volume to write (.nii.gz)")
       ("png", po::value(&png_dir), "folder for PNG previews (one per slice: zero-filled | recon [| ref | 5x error])")
       ("reference", po::value(&reference), "fully sampled reference (.nii.gz) to compute NMSE/PSNR/SSIM against")
@@ -42,11 +58,19 @@ int run_recon(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
-  if (!parse("recon", "FILE -o out.nii.gz [--method zero-filled|cg-sense] [--png DIR] [--reference ref.nii.gz]",
+  if (!parse("recon", "FILE -o out.nii.gz [--method zero-filled|cg-sense|posterior|dps] [--model m.pt] [--png DIR] "
+             "[--reference ref.nii.gz]",
              opts, pos, args, vm))
     return 0;
-  AMBIENT_CHECK(method == "zero-filled" || method == "cg-sense", "recon --method: expected zero-filled|cg-sense, got '",
-                method, "' (posterior sampling arrives with the diffusion module)");
+  AMBIENT_CHECK(method == "zero-filled" || method == "cg-sense" || method == "posterior" || method == "dps",
+                "recon --method: expected zero-filled|cg-sense|posterior|dps, got '", method, "'");
+  const bool with_model = method == "posterior" || method == "dps";
+  AMBIENT_CHECK(!with_model || !model_path.empty(), "recon --method ", method, " needs --model (a trained .pt)");
+  AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");
+  AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
+                "recon --precision: expected auto|fp32|bf16, got '", precision, "'");
+  diffusion::ModelPtr model;
+  if (with_model) model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
   if (!png_dir.empty()) {
     std::error_code ec_dir;
@@ -76,7 +100,20 @@ int run_recon(const std::vector<std::string>& args) {
   const auto a = mri::make_sense(maps, scan.kspace_mask());
   const auto zf = mri::zero_filled(a, scan.ksp);
   torch::Tensor x = zf;
-  if (method == "cg-sense") {
+  torch::Tensor std_map;
+  if (with_model) {
+    rc.method = method;
+    rc.bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
+    Progress bar(method + " sampling (" + std::to_string(rc.samples) + " samples/slice)", rc.posterior.schedule.steps);
+    const auto r = diffusion::reconstruct(model, scan, maps, rc, [&](int64_t step, double sigma) {
+      std::ostringstream note;
+      note << std::setprecision(3) << "sigma " << sigma;
+      bar.update(step, note.str());
+    });
+    bar.finish();
+    x = r.mean;
+    std_map = r.std;
+  } else if (method == "cg-sense") {
     Progress bar("CG-SENSE", cg.iterations);
     x = mri::cg_sense(a, scan.ksp, cg, {}, [&](int it, double rel) {
       std::ostringstream note;
@@ -90,6 +127,10 @@ int run_recon(const std::vector<std::string>& args) {
   mri::write_nifti(output, mri::volume_from_geometry(mag, scan.geometry));
   std::cout << "wrote " << output << " (" << scan.slices() << " x " << scan.ny() << " x " << scan.nx() << ", "
             << method << ")\n";
+  if (!std_path.empty()) {
+    mri::write_nifti(std_path, mri::volume_from_geometry(std_map, scan.geometry));
+    std::cout << "wrote " << std_path << " (per-pixel standard deviation over " << rc.samples << " samples)\n";
+  }
 
   if (!png_dir.empty()) {
     const double hi = (ref.defined() ? ref : mag).flatten().quantile(0.995).item<double>();

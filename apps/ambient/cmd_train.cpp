@@ -61,15 +61,6 @@ void add_common(po::options_description& o, Common& c) {
       ("log", po::value(&c.log), "JSON-lines log (default: OUT with .log.jsonl)");
 }
 
-bool cpu_has_bf16() {
-  std::ifstream info("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(info, line))
-    if (line.rfind("flags", 0) == 0)
-      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
-  return false;
-}
-
 void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffusion::Source> data,
                   std::shared_ptr<diffusion::Source> val) {
   AMBIENT_CHECK(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16",

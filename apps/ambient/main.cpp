@@ -21,10 +21,12 @@ Learn clean MRI priors from corrupted scans, and reconstruct undersampled scans.
 commands:
   info       describe a scan file (ISMRMRD, fastMRI HDF5, BART cfl)
   simulate   make a multi-coil undersampled ISMRMRD scan from a NIfTI volume
-  recon      reconstruct a scan (zero-filled, CG-SENSE) to NIfTI, with PNG previews and metrics
+  recon      reconstruct a scan (zero-filled, CG-SENSE, or posterior sampling with a trained model) to NIfTI,
+             with an uncertainty map, PNG previews and metrics
   convert    convert a scan to BART cfl, fastMRI HDF5, ISMRMRD, or a NIfTI image
   pretrain   train the diffusion model on clean slices (NIfTI volumes or fully sampled scans)
   finetune   fine-tune a model with the ambient objective on corrupted scans only
+  sample     draw samples from a trained model (PNG grid, NIfTI)
 
 global options:
   --verbose      log progress details (same as AMBIENT_LOG=info; AMBIENT_LOG=debug for more)
@@ -73,7 +75,8 @@ int main(int argc, char** argv) {
     if (command == "convert") return ambient::app::run_convert(rest);
     if (command == "pretrain") return ambient::app::run_pretrain(rest);
     if (command == "finetune") return ambient::app::run_finetune(rest);
-    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune; see 'ambient --help')");
+    if (command == "sample") return ambient::app::run_sample(rest);
+    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample; see 'ambient --help')");
   } catch (const ambient::Error& e) {
     std::cerr << "ambient: error: " << e.what() << "\n";
     return 1;

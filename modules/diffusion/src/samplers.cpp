@@ -58,7 +58,7 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
                                const PosteriorConfig& c, at::Generator& gen, const torch::Tensor& cond,
                                const SamplerMonitor& monitor) {
   AMBIENT_CHECK(a != nullptr, "posterior sampler: expected a measurement operator");
-  AMBIENT_CHECK(c.noise_var > 0 && c.prior_var > 0, "posterior sampler: expected positive noise and prior variances");
+  AMBIENT_CHECK(c.prior_var > 0, "posterior sampler: expected a positive prior variance");
   AMBIENT_CHECK(y.sizes().vec() == a->range_shape(), "posterior sampler: measurement ", shape_string(y.sizes().vec()),
                 " does not match the operator's range ", shape_string(a->range_shape()));
   torch::NoGradGuard no_grad;
@@ -67,20 +67,28 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
   auto sigmas = edm_sigmas(c.schedule);
   auto acc = sigmas.accessor<double, 1>();
   auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];
-  const double eta = c.noise_var, v = c.prior_var;
+  // η per batch item, shaped to broadcast over the image [B, 1, 1] and over k-space.
+  auto eta = (c.noise_var_per_item.defined() ? c.noise_var_per_item.to(torch::kFloat)
+                                             : torch::full({dom[0]}, static_cast<float>(c.noise_var)));
+  AMBIENT_CHECK(eta.numel() == dom[0] && (eta > 0).all().item<bool>(),
+                "posterior sampler: expected one positive noise variance per batch item");
+  auto eta_img = eta.reshape({-1, 1, 1});
+  std::vector<int64_t> range_view(y.dim(), 1);
+  range_view[0] = dom[0];
+  auto eta_ksp = eta.reshape(range_view);
+  const double v = c.prior_var;
   for (int64_t i = 0; i < c.schedule.steps; ++i) {
     const double s = acc[i], s_next = acc[i + 1];
     auto z_hat = from_channels(d(x, torch::full({dom[0]}, static_cast<float>(s)), cond));
     const double gamma = v * s * s / (v + s * s);  // Var[x0 | x_i] per real component under the prior
-    const double lambda = eta / (2 * gamma);
+    auto lambda = eta_img / (2 * gamma);
     // Perturb-then-optimise: the solution is an exact sample of the Gaussian p(x0 | x_i, y).
-    auto y_pert = y + std::sqrt(eta) * torch::randn(y.sizes(), gen, torch::kComplexFloat);
+    auto y_pert = y + eta_ksp.sqrt() * torch::randn(y.sizes(), gen, torch::kComplexFloat);
     auto z_pert = z_hat + std::sqrt(2 * gamma) * torch::randn(z_hat.sizes(), gen, torch::kComplexFloat);
     mri::CgConfig cg;
     cg.iterations = c.cg_iterations;
-    cg.lambda = lambda;
     cg.tolerance = 1e-7;
-    auto z0 = mri::conjugate_gradient([&](const torch::Tensor& t) { return a->normal(t); },
+    auto z0 = mri::conjugate_gradient([&](const torch::Tensor& t) { return a->normal(t) + lambda * t; },
                                       a->adjoint(y_pert) + lambda * z_pert, cg, z_pert);
     auto x0 = to_channels(z0);
     if (s_next > 0) {

@@ -39,6 +39,7 @@ torch::Tensor sample_heun(const DenoiserFn& d, std::vector<int64_t> shape, const
 struct PosteriorConfig {
   Schedule schedule;
   double noise_var = 1e-4;    ///< measurement noise variance per complex sample (network units)
+  torch::Tensor noise_var_per_item;  ///< optional [B]: per batch item (slices scaled differently); overrides it
   double prior_var = 0.25;    ///< per real component; sets γ(σ) = v σ² / (v + σ²), EDM's c_out² for v = σ_data²
   int cg_iterations = 8;      ///< CG steps of each data-consistency solve (fast sampler)
   double dps_step = 1.0;      ///< DPS: ζ, the step is ζ / ||y − A D(x)|| (Chung et al. 2023)

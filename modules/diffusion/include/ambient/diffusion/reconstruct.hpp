@@ -1,0 +1,34 @@
+// Model-based reconstruction of a scan: intensity scaling, batched posterior sampling of K samples per slice,
+// mean and per-pixel standard deviation, scale undone. The physics comes in as an mri::LinearOperator.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "ambient/diffusion/samplers.hpp"
+#include "ambient/mri/scan.hpp"
+
+namespace ambient::diffusion {
+
+struct ReconstructConfig {
+  std::string method = "posterior";  ///< posterior (fast, data consistency by CG) | dps
+  int64_t samples = 4;               ///< posterior samples per slice
+  PosteriorConfig posterior;         ///< schedule, CG iterations, DPS step; noise_var is set per slice here
+  double noise_var = -1;             ///< per complex k-space sample before scaling; < 0: 1 if prewhitened, else
+                                     ///< estimated from the outer k-space columns
+  bool bf16 = false;                 ///< bfloat16 autocast for the network
+  uint64_t seed = 0;
+};
+
+struct Reconstruction {
+  torch::Tensor mean;  ///< [slice, ky, kx] complex64: the reconstruction (mean of the samples), scan units
+  torch::Tensor std;   ///< [slice, ky, kx] float: per-pixel standard deviation of the magnitude over samples
+  torch::Tensor scale; ///< [slice]: the intensity scale each slice was divided by
+};
+
+/// Reconstructs every slice of `scan` with coil maps `maps` [slice, coil, ky, kx]; `monitor` sees each step.
+Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const torch::Tensor& maps,
+                           const ReconstructConfig& config, const SamplerMonitor& monitor = nullptr);
+
+}  // namespace ambient::diffusion

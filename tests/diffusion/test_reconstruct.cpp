@@ -1,0 +1,89 @@
+// reconstruct() end to end on a simulated scan: with an oracle prior (a Gaussian centred on the true image) the
+// posterior reconstruction must beat CG-SENSE by far, which checks scaling, coil maps, noise handling and batching.
+#include <gtest/gtest.h>
+
+#include "ambient/diffusion/objectives.hpp"
+#include "ambient/diffusion/reconstruct.hpp"
+#include "ambient/mri/coils.hpp"
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+#include "ambient/mri/metrics.hpp"
+#include "ambient/mri/recon.hpp"
+#include "ambient/mri/simulate.hpp"
+
+using namespace ambient;
+using namespace ambient::diffusion;
+
+namespace {
+
+// E[x0 | x] for the prior N(target, v I), target [B, 2, H, W] per batch item (network units).
+struct OracleDenoiser : DenoiserModule {
+  torch::Tensor target;
+  double v = 1e-5;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) override {
+    auto s2 = sigma.square().reshape({-1, 1, 1, 1});
+    return target + v / (v + s2) * (x - target);
+  }
+  int64_t cond_channels() const override { return 0; }
+  std::string kind() const override { return "oracle"; }
+  std::string config_string() const override { return "oracle"; }
+  std::shared_ptr<DenoiserModule> fresh_copy() const override { return std::make_shared<OracleDenoiser>(*this); }
+};
+
+}  // namespace
+
+TEST(ReconstructIntegration, OraclePriorBeatsCgSenseAndKeepsScale) {
+  mri::SimulateConfig sc;
+  sc.matrix = 48;
+  sc.count = 2;
+  sc.coils = 6;
+  sc.acceleration = 4;
+  sc.center_fraction = 0.2;
+  sc.noise_samples = 2048;
+  auto sim = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc);
+  const std::string path = std::string(AMBIENT_TEST_TMP) + "/recon_oracle.h5";
+  mri::write_ismrmrd(path, sim.scan);
+  auto scan = mri::read_scan(path);  // prewhitened
+  mri::EspiritConfig ec;
+  ec.calib_size = 12;
+  auto maps = mri::espirit_maps_batch(scan.calibration_kspace(), scan.calib, ec);
+
+  // The true coil-combined image in the scan's units: S^H of the noise-free whitened coil images.
+  auto w = mri::whitening_matrix(scan.noise);
+  auto truth = (maps.conj() * mri::apply_coil_matrix(w, sim.maps * sim.image.unsqueeze(1))).sum(1);
+
+  ReconstructConfig rc;
+  rc.samples = 2;
+  rc.posterior.schedule.steps = 12;
+  rc.posterior.prior_var = 1e-5;  // the oracle's variance: γ(σ) is then its exact conditional variance
+  auto oracle = std::make_shared<OracleDenoiser>();
+  oracle->target = torch::zeros({4, 2, 48, 48});
+  auto probe = reconstruct(oracle, scan, maps, rc);  // learns the per-slice scales
+  ASSERT_EQ(probe.scale.numel(), 2);
+  oracle->target = to_channels(truth / probe.scale.reshape({-1, 1, 1})).repeat({2, 1, 1, 1});
+  auto r = reconstruct(oracle, scan, maps, rc);
+  EXPECT_EQ(r.mean.sizes(), torch::IntArrayRef({2, 48, 48}));
+  EXPECT_EQ(r.std.sizes(), torch::IntArrayRef({2, 48, 48}));
+
+  mri::CgConfig cg;
+  cg.lambda = 0.01;
+  auto cgs = mri::cg_sense(mri::make_sense(maps, scan.kspace_mask()), scan.ksp, cg);
+  const double p_oracle = mri::psnr(sim.reference, r.mean.abs()), p_cg = mri::psnr(sim.reference, cgs.abs());
+  std::cout << "[ measured ] oracle-prior posterior " << p_oracle << " dB, CG-SENSE " << p_cg << " dB, truth "
+            << mri::psnr(sim.reference, truth.abs()) << " dB\n";
+  EXPECT_GT(p_oracle, p_cg + 5) << "oracle " << p_oracle << " dB vs CG-SENSE " << p_cg << " dB";
+  // With a nearly certain prior the samples barely differ.
+  EXPECT_LT(r.std.mean().item<double>(), 0.05 * r.mean.abs().mean().item<double>());
+}
+
+TEST(Reconstruct, RejectsMismatchedMapsAndBadOptions) {
+  mri::Scan scan;
+  scan.ksp = torch::zeros({1, 2, 8, 8}, torch::kComplexFloat);
+  scan.mask = torch::ones({1, 8}, torch::kBool);
+  scan.calib = scan.mask.clone();
+  auto oracle = std::make_shared<OracleDenoiser>();
+  ReconstructConfig rc;
+  EXPECT_THROW(reconstruct(oracle, scan, torch::zeros({1, 3, 8, 8}, torch::kComplexFloat), rc), ambient::Error);
+  rc.method = "magic";
+  EXPECT_THROW(reconstruct(oracle, scan, torch::zeros({1, 2, 8, 8}, torch::kComplexFloat), rc), ambient::Error);
+}
