@@ -54,10 +54,29 @@ grep -q '"val_loss"' ft.pt.log.jsonl && ok "validation loss logged" || bad "vali
 "$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption block --out ftb.pt --steps 3 --batch 2 \
   > ftb.log 2>&1 && ok "finetune block" || { bad "finetune block"; cat ftb.log; }
 
+echo "junk" > junk.pt
+
+# Model-based reconstruction and sampling with the fine-tuned model.
+R=(--method posterior --model ft.pt --samples 2 --steps 6 --seed 4)
+"$AMBIENT" recon scans.h5 "${R[@]}" -o post.nii.gz --std post_std.nii.gz --png ppng > post.log 2>&1 \
+  && ok "recon --method posterior" || { bad "recon --method posterior"; cat post.log; }
+[ -s post.nii.gz ] && [ -s post_std.nii.gz ] && [ -s ppng/slice_000.png ] && ok "posterior outputs" || bad "posterior outputs"
+"$AMBIENT" recon scans.h5 "${R[@]}" -o post2.nii.gz --std post_std2.nii.gz > /dev/null 2>&1
+cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok "recon deterministic for --seed" \
+  || bad "recon deterministic for --seed"
+"$AMBIENT" recon scans.h5 --method dps --model ft.pt --samples 1 --steps 4 -o dps.nii.gz > dps.log 2>&1 \
+  && ok "recon --method dps" || { bad "recon --method dps"; cat dps.log; }
+"$AMBIENT" sample --model straight.pt -n 4 --size 32 --steps 6 -o grid.png --nifti samples.nii.gz > s.log 2>&1 \
+  && [ -s grid.png ] && [ -s samples.nii.gz ] && ok "sample" || { bad "sample"; cat s.log; }
+"$AMBIENT" recon scans.h5 --method posterior -o never.nii.gz > e0.log 2>&1 \
+  && bad "posterior without --model accepted" || { grep -q "needs --model" e0.log && ok "posterior needs a model" || bad "posterior needs a model message"; }
+"$AMBIENT" recon scans.h5 --method posterior --model junk.pt -o never.nii.gz > e4.log 2>&1 \
+  && bad "junk model accepted" || ok "junk model rejected"
+[ -f never.nii.gz ] && bad "failed recon wrote output" || ok "no output from failed recon"
+
 # Bad input.
 "$AMBIENT" finetune --data scans.h5 --init nothing.pt --out x.pt --steps 2 > e1.log 2>&1 \
   && bad "missing foundation accepted" || { grep -q "not found" e1.log && ok "missing foundation" || bad "missing foundation message"; }
-echo "junk" > junk.pt
 "$AMBIENT" finetune --data scans.h5 --init junk.pt --out x.pt --steps 2 > e2.log 2>&1 \
   && bad "junk foundation accepted" || { grep -q "checkpoint" e2.log && ok "junk foundation" || bad "junk foundation message"; }
 "$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --corruption magic > e3.log 2>&1 \
