@@ -27,6 +27,7 @@ commands:
   pretrain   train the diffusion model on clean slices (NIfTI volumes or fully sampled scans)
   finetune   fine-tune a model with the ambient objective on corrupted scans only
   sample     draw samples from a trained model (PNG grid, NIfTI)
+  eval       PSNR/SSIM/NMSE against a reference; memorisation of samples (nearest training image NCC)
 
 global options:
   --verbose      log progress details (same as AMBIENT_LOG=info; AMBIENT_LOG=debug for more)
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
     if (command == "pretrain") return ambient::app::run_pretrain(rest);
     if (command == "finetune") return ambient::app::run_finetune(rest);
     if (command == "sample") return ambient::app::run_sample(rest);
-    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample; see 'ambient --help')");
+    if (command == "eval") return ambient::app::run_eval(rest);
+    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, eval; see 'ambient --help')");
   } catch (const ambient::Error& e) {
     std::cerr << "ambient: error: " << e.what() << "\n";
     return 1;

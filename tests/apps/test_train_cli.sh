@@ -68,6 +68,14 @@ cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok
   && ok "recon --method dps" || { bad "recon --method dps"; cat dps.log; }
 "$AMBIENT" sample --model straight.pt -n 4 --size 32 --steps 6 -o grid.png --nifti samples.nii.gz > s.log 2>&1 \
   && [ -s grid.png ] && [ -s samples.nii.gz ] && ok "sample" || { bad "sample"; cat s.log; }
+"$AMBIENT" simulate -o ref_scan.h5 -r ref.nii.gz --matrix 64 --count 4 --center-fraction 0.16 --seed 5 > /dev/null
+"$AMBIENT" eval --reference ref.nii.gz post.nii.gz --json eval.json > eval.log 2>&1 && grep -q '"psnr"' eval.json \
+  && ok "eval metrics" || { bad "eval metrics"; cat eval.log; }
+"$AMBIENT" sample --model straight.pt -n 4 --size 64 --steps 4 -o g64.png --nifti s64.nii.gz > /dev/null 2>&1
+"$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --json memo.json > memo.log 2>&1 \
+  && grep -q '"nearest_ncc"' memo.json && ok "eval memorisation" || { bad "eval memorisation"; cat memo.log; }
+"$AMBIENT" eval --samples samples.nii.gz --training ref.nii.gz > e5.log 2>&1 \
+  && bad "size mismatch accepted" || { grep -q "one size" e5.log && ok "eval size mismatch" || bad "eval size mismatch message"; }
 "$AMBIENT" recon scans.h5 --method posterior -o never.nii.gz > e0.log 2>&1 \
   && bad "posterior without --model accepted" || { grep -q "needs --model" e0.log && ok "posterior needs a model" || bad "posterior needs a model message"; }
 "$AMBIENT" recon scans.h5 --method posterior --model junk.pt -o never.nii.gz > e4.log 2>&1 \

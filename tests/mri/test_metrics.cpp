@@ -75,3 +75,14 @@ TEST(Metrics, RejectMismatchedShapes) {
   EXPECT_THROW(mri::nmse(torch::zeros({8, 8}), torch::rand({8, 8})), ambient::Error);
   EXPECT_THROW(mri::ssim(torch::rand({5, 5}), torch::rand({5, 5})), ambient::Error);
 }
+
+TEST(Memorisation, FindsTheCopiedTrainingImageAndScoresNoiseLow) {
+  auto gen = at::detail::createCPUGenerator(9);
+  auto training = torch::rand({10, 16, 16}, gen, torch::kDouble);
+  auto samples = torch::stack({training[7] * 3 + 1, torch::rand({16, 16}, gen, torch::kDouble)});
+  auto nn = mri::nearest_neighbours(samples, training);
+  EXPECT_NEAR(nn.ncc[0].item<double>(), 1.0, 1e-9);  // a copy, up to brightness and offset
+  EXPECT_EQ(nn.index[0].item<int64_t>(), 7);
+  EXPECT_LT(nn.ncc[1].item<double>(), 0.5);          // independent noise
+  EXPECT_THROW(mri::nearest_neighbours(samples, torch::rand({3, 8, 8})), ambient::Error);
+}

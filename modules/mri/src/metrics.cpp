@@ -60,4 +60,18 @@ double ssim(const torch::Tensor& gt_in, const torch::Tensor& x_in) {
 
 Metrics evaluate(const torch::Tensor& gt, const torch::Tensor& x) { return {nmse(gt, x), psnr(gt, x), ssim(gt, x)}; }
 
+NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training) {
+  auto a = as_volume(samples, "samples"), b = as_volume(training, "training images");
+  AMBIENT_CHECK(a.size(1) == b.size(1) && a.size(2) == b.size(2), "memorisation: samples are ", a.size(1), "x",
+                a.size(2), ", training images ", b.size(1), "x", b.size(2), "; compare images of one size");
+  auto unit = [](torch::Tensor t) {
+    t = t.flatten(1);
+    t = t - t.mean(1, true);
+    return t / t.norm(2, 1, true).clamp_min(1e-12);
+  };
+  auto ncc = unit(a).matmul(unit(b).t());  // [n, m]
+  auto best = ncc.max(1);
+  return {std::get<0>(best), std::get<1>(best)};
+}
+
 }  // namespace ambient::mri

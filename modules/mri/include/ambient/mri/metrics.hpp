@@ -19,4 +19,12 @@ struct Metrics {
 /// All three; inputs of shape [slice, h, w] or [h, w], real or complex (magnitude is taken).
 Metrics evaluate(const torch::Tensor& gt, const torch::Tensor& x);
 
+/// Memorisation measure: for each image of `samples` [n, h, w], the normalised cross-correlation
+/// (a − ā)·(b − b̄) / (||a − ā|| ||b − b̄||) with its nearest image of `training` [m, h, w] (magnitudes).
+struct NearestNeighbours {
+  torch::Tensor ncc;    ///< [n] double: the highest NCC of each sample
+  torch::Tensor index;  ///< [n] int64: which training image reached it
+};
+NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training);
+
 }  // namespace ambient::mri

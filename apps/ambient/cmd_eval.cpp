@@ -1,0 +1,93 @@
+// ambient eval: fastMRI metrics of reconstructions against a reference, and the memorisation measure of generated
+// samples against training images (nearest-neighbour normalised cross-correlation), printed and as JSON.
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "ambient/mri/error.hpp"
+#include "ambient/mri/io.hpp"
+#include "ambient/mri/metrics.hpp"
+#include "cli.hpp"
+
+namespace ambient::app {
+namespace {
+
+torch::Tensor load_stack(const std::vector<std::string>& files) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& f : files) parts.push_back(mri::read_nifti(f).data);
+  for (const auto& p : parts)
+    AMBIENT_CHECK(p.size(1) == parts[0].size(1) && p.size(2) == parts[0].size(2), "eval: training volumes differ in "
+                  "image size; give volumes of one matrix");
+  return torch::cat(parts, 0);
+}
+
+std::string quantiles_json(const torch::Tensor& v) {
+  auto s = std::get<0>(v.to(torch::kDouble).sort());
+  auto q = [&](double p) { return s[static_cast<int64_t>(p * (s.numel() - 1))].item<double>(); };
+  std::ostringstream os;
+  os << std::setprecision(6) << "{\"min\": " << q(0) << ", \"p25\": " << q(0.25) << ", \"median\": " << q(0.5)
+     << ", \"p75\": " << q(0.75) << ", \"p95\": " << q(0.95) << ", \"max\": " << q(1) << ", \"mean\": "
+     << v.to(torch::kDouble).mean().item<double>() << "}";
+  return os.str();
+}
+
+}  // namespace
+
+int run_eval(const std::vector<std::string>& args) {
+  po::options_description opts("eval options");
+  std::string reference, samples, json;
+  std::vector<std::string> recons, training;
+  opts.add_options()
+      ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz) to score against --reference")
+      ("reference", po::value(&reference), "fully sampled reference volume (.nii.gz)")
+      ("samples", po::value(&samples), "generated samples (.nii.gz stack, e.g. from ambient sample --nifti)")
+      ("training", po::value(&training)->multitoken(), "training images (.nii.gz stacks) for the memorisation measure")
+      ("json", po::value(&json), "write every figure as JSON here");
+  po::positional_options_description pos;
+  pos.add("recon", -1);
+  po::variables_map vm;
+  if (!parse("eval", "--reference ref.nii.gz RECON.nii.gz... | --samples s.nii.gz --training t.nii.gz...", opts, pos,
+             args, vm))
+    return 0;
+  const bool metrics = !reference.empty() || !recons.empty();
+  const bool memo = !samples.empty() || !training.empty();
+  AMBIENT_CHECK(metrics || memo, "eval: give --reference with reconstructions, or --samples with --training");
+  AMBIENT_CHECK(!metrics || (!reference.empty() && !recons.empty()), "eval: metrics need --reference and at least one "
+                "reconstruction");
+  AMBIENT_CHECK(!memo || (!samples.empty() && !training.empty()), "eval: memorisation needs --samples and --training");
+  JsonObject out;
+  if (metrics) {
+    const auto ref = mri::read_nifti(reference).data;
+    std::ostringstream arr;
+    arr << "[";
+    std::cout << std::fixed << std::setprecision(4);
+    for (size_t i = 0; i < recons.size(); ++i) {
+      const auto x = mri::read_nifti(recons[i]).data;
+      const auto m = mri::evaluate(ref, x);
+      std::cout << recons[i] << ": NMSE " << m.nmse << "  PSNR " << m.psnr << " dB  SSIM " << m.ssim << "\n";
+      JsonObject j;
+      j.add("recon", recons[i]).add("nmse", m.nmse).add("psnr", m.psnr).add("ssim", m.ssim);
+      arr << (i ? ", " : "") << j.str(0);
+    }
+    arr << "]";
+    out.add("reference", reference).add_raw("metrics", arr.str());
+  }
+  if (memo) {
+    const auto s = mri::read_nifti(samples).data;
+    const auto t = load_stack(training);
+    const auto nn = mri::nearest_neighbours(s, t);
+    const std::string q = quantiles_json(nn.ncc);
+    std::cout << "memorisation: nearest-training-image NCC of " << s.size(0) << " samples against " << t.size(0)
+              << " training images: " << q << "\n";
+    std::ostringstream all;
+    all << "[";
+    for (int64_t i = 0; i < nn.ncc.numel(); ++i)
+      all << (i ? ", " : "") << std::setprecision(6) << nn.ncc[i].item<double>();
+    all << "]";
+    out.add("samples", samples).add_raw("nearest_ncc", q).add_raw("nearest_ncc_all", all.str());
+  }
+  if (!json.empty()) write_text(json, out.str() + "\n");
+  return 0;
+}
+
+}  // namespace ambient::app
