@@ -33,12 +33,23 @@ std::string quantiles_json(const torch::Tensor& v) {
 
 }  // namespace
 
+// A reconstruction as a magnitude volume [slice, ky, kx]: NIfTI, or a BART image cfl (kx, ky, 1, ..., slice at 13).
+torch::Tensor load_recon(const std::string& path) {
+  const bool cfl = path.size() > 4 && (path.compare(path.size() - 4, 4, ".cfl") == 0 ||
+                                       path.compare(path.size() - 4, 4, ".hdr") == 0);
+  if (!cfl) return mri::read_nifti(path).data;
+  auto t = mri::read_cfl(path);
+  AMBIENT_CHECK(t.dim() >= 2, "eval: expected a 2-D or multi-slice image in ", path);
+  const int64_t ny = t.size(-2), nx = t.size(-1);
+  return t.reshape({-1, ny, nx}).abs();
+}
+
 int run_eval(const std::vector<std::string>& args) {
   po::options_description opts("eval options");
   std::string reference, samples, json;
   std::vector<std::string> recons, training;
   opts.add_options()
-      ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz) to score against --reference")
+      ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz, or BART image .cfl) to score against --reference")
       ("reference", po::value(&reference), "fully sampled reference volume (.nii.gz)")
       ("samples", po::value(&samples), "generated samples (.nii.gz stack, e.g. from ambient sample --nifti)")
       ("training", po::value(&training)->multitoken(), "training images (.nii.gz stacks) for the memorisation measure")
@@ -62,7 +73,7 @@ int run_eval(const std::vector<std::string>& args) {
     arr << "[";
     std::cout << std::fixed << std::setprecision(4);
     for (size_t i = 0; i < recons.size(); ++i) {
-      const auto x = mri::read_nifti(recons[i]).data;
+      const auto x = load_recon(recons[i]);
       const auto m = mri::evaluate(ref, x);
       std::cout << recons[i] << ": NMSE " << m.nmse << "  PSNR " << m.psnr << " dB  SSIM " << m.ssim << "\n";
       JsonObject j;
