@@ -18,7 +18,8 @@ namespace ambient::app {
 
 int run_recon(const std::vector<std::string>& args) {
   po::options_description opts("recon options");
-  std::string file, method, output, png_dir, reference, metrics_path, maps_out, model_path, std_path, precision;
+  std::string file, method, output, png_dir, reference, metrics_path, maps_out, maps_in, model_path, std_path,
+      precision;
   diffusion::ReconstructConfig rc;
   mri::ReadOptions ro;
   mri::EspiritConfig ec;
@@ -42,10 +43,11 @@ int run_recon(const std::vector<std::string>& args) {
        "k-space noise variance per sample (< 0: 1 for prewhitened scans, else estimated)")
       ("precision", po::value(&precision)->default_value("auto"), "auto | fp32 | bf16 for the network")
       ("output,o", po::value(&output)->required(), "magnitude volume to write (.nii.gz)")
-      ("png", po::value(&png_dir), "folder for PNG previews (one per slice: zero-filled | recon [| ref | 5x error])")
+      ("png", po::value(&png_dir), "folder for PNG previews (one per slice: zero-filled | recon [| ref | 5x error] [| 5x std])")
       ("reference", po::value(&reference), "fully sampled reference (.nii.gz) to compute NMSE/PSNR/SSIM against")
       ("metrics", po::value(&metrics_path), "write the metrics as JSON here (needs --reference)")
       ("maps", po::value(&maps_out), "also write the ESPIRiT maps as BART cfl [slice, coil, ky, kx]")
+      ("coil-maps", po::value(&maps_in), "use these coil maps (BART cfl, e.g. from bart ecalib) instead of ESPIRiT")
       ("lambda", po::value(&cg.lambda)->default_value(cg.lambda), "CG-SENSE Tikhonov weight (A^H A has norm 1)")
       ("iterations", po::value(&cg.iterations)->default_value(cg.iterations), "CG-SENSE iterations")
       ("kernel", po::value(&ec.kernel)->default_value(ec.kernel), "ESPIRiT kernel width")
@@ -87,15 +89,28 @@ int run_recon(const std::vector<std::string>& args) {
                   "] (slices, ky, kx) to match the scan, got ", shape_string(ref.sizes().vec()));
   }
 
-  const auto calib_ksp = scan.calibration_kspace();
-  std::vector<torch::Tensor> maps_list;
-  Progress maps_bar("coil maps (ESPIRiT)", scan.slices());
-  for (int64_t s = 0; s < scan.slices(); ++s) {
-    maps_list.push_back(mri::espirit_maps(calib_ksp[s], scan.calib[s], ec));
-    maps_bar.update(s + 1);
+  torch::Tensor maps;
+  if (!maps_in.empty()) {
+    // BART maps (kx, ky, 1, coil, [maps], ..., slice): keep the first set of maps, shaped [slice, coil, ky, kx].
+    auto t = mri::read_cfl(maps_in);
+    std::vector<int64_t> shape(16 - t.dim(), 1);
+    shape.insert(shape.end(), t.sizes().begin(), t.sizes().end());
+    t = t.reshape(shape).select(11, 0);  // BART dim 4 (MAPS) is row-major index 11
+    maps = t.reshape({t.size(2), t.size(11), t.size(13), t.size(14)}).contiguous();
+    AMBIENT_CHECK(maps.sizes() == scan.ksp.sizes(), "recon --coil-maps: maps ", shape_string(maps.sizes().vec()),
+                  " (slice, coil, ky, kx) do not match the scan's k-space ", shape_string(scan.ksp.sizes().vec()),
+                  "; missing coil data or a different matrix?");
+  } else {
+    const auto calib_ksp = scan.calibration_kspace();
+    std::vector<torch::Tensor> maps_list;
+    Progress maps_bar("coil maps (ESPIRiT)", scan.slices());
+    for (int64_t s = 0; s < scan.slices(); ++s) {
+      maps_list.push_back(mri::espirit_maps(calib_ksp[s], scan.calib[s], ec));
+      maps_bar.update(s + 1);
+    }
+    maps_bar.finish();
+    maps = torch::stack(maps_list);
   }
-  maps_bar.finish();
-  const auto maps = torch::stack(maps_list);
   if (!maps_out.empty()) mri::write_cfl_kspace(maps_out, maps);
   const auto a = mri::make_sense(maps, scan.kspace_mask());
   const auto zf = mri::zero_filled(a, scan.ksp);
@@ -137,6 +152,7 @@ int run_recon(const std::vector<std::string>& args) {
     for (int64_t s = 0; s < scan.slices(); ++s) {
       std::vector<torch::Tensor> row = {zf[s].abs(), mag[s]};
       if (ref.defined()) row.insert(row.end(), {ref[s], 5 * (mag[s] - ref[s]).abs()});
+      if (std_map.defined()) row.push_back(5 * std_map[s]);
       std::ostringstream name;
       name << png_dir << "/slice_" << std::setw(3) << std::setfill('0') << s << ".png";
       mri::write_png_row(name.str(), row, hi);

@@ -52,6 +52,17 @@ grep -q "format        fastmri" info_fastmri.log && ok "fastmri detected" || bad
 expect_success recon_cfl "$AMBIENT" recon scan.cfl -o from_cfl.nii.gz
 if command -v bart > /dev/null; then
   expect_success bart_reads_our_cfl bart show -m scan
+  # Coil maps from bart ecalib drive our reconstruction (--coil-maps), one slice.
+  expect_success one_slice "$AMBIENT" simulate -o one.h5 -r one_ref.nii.gz --count 1 --matrix 64 --coils 6 \
+    --center-fraction 0.2 --accel 3 --seed 4
+  "$AMBIENT" convert one.h5 --prewhiten -o one_k.cfl > /dev/null && bart ecalib -m1 -r 20 one_k one_maps > /dev/null 2>&1
+  expect_success recon_bart_maps "$AMBIENT" recon one.h5 --coil-maps one_maps -o one_bart.nii.gz --reference one_ref.nii.gz \
+    --metrics one_bart.json
+  expect_success recon_own_maps "$AMBIENT" recon one.h5 -o one_own.nii.gz --reference one_ref.nii.gz --metrics one_own.json
+  # Same data, maps from two ESPIRiT implementations: within 1 dB of each other.
+  awk -v a="$(psnr one_bart.json)" -v b="$(psnr one_own.json)" 'BEGIN { d = a - b; exit !(d < 1 && d > -1) }' \
+    && ok "bart maps and ours agree ($(psnr one_bart.json) vs $(psnr one_own.json) dB)" || bad "bart vs own maps"
+  expect_failure maps_mismatch "do not match" "$AMBIENT" recon scan.h5 --coil-maps one_maps -o never.nii.gz
 fi
 
 # The NIfTI lands where the scanner put it: nibabel's RAS affine maps voxel (nx/2, ny/2, 0) to slice 0's position.
