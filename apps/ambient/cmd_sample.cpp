@@ -11,6 +11,8 @@
 #include "ambient/diffusion/samplers.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/error.hpp"
+#include "ambient/mri/fft.hpp"
+#include "ambient/mri/masks.hpp"
 #include "ambient/mri/io.hpp"
 #include "cli.hpp"
 
@@ -19,6 +21,7 @@ namespace ambient::app {
 int run_sample(const std::vector<std::string>& args) {
   po::options_description opts("sample options");
   std::string model_path, output, nifti, precision;
+  double further_delta = 0, further_accel = 0;
   int64_t n = 16, size = 128;
   uint64_t seed = 0;
   diffusion::HeunConfig hc;
@@ -31,17 +34,54 @@ int run_sample(const std::vector<std::string>& args) {
       ("steps", po::value(&hc.schedule.steps)->default_value(32), "Heun steps")
       ("churn", po::value(&hc.s_churn)->default_value(0), "stochastic churn S_churn (0: deterministic)")
       ("seed", po::value(&seed)->default_value(seed), "seed")
-      ("precision", po::value(&precision)->default_value("auto"), "auto | fp32 | bf16");
+      ("precision", po::value(&precision)->default_value("auto"), "auto | fp32 | bf16")
+      ("further-delta", po::value(&further_delta)->default_value(0),
+       "ambient-image models: the network sees x through one fixed mask Ã erasing this fraction of pixels")
+      ("further-accel", po::value(&further_accel)->default_value(0),
+       "ambient-fourier models: the network sees x through one fixed line mask of this acceleration");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse("sample", "--model m.pt -n 16 -o grid.png [--nifti out.nii.gz]", opts, pos, args, vm)) return 0;
   AMBIENT_CHECK(n >= 1 && n <= 1024, "sample -n: expected 1 to 1024, got ", n);
+  AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
+                "sample --precision: expected auto|fp32|bf16, got '", precision, "'");
   AMBIENT_CHECK(size >= 8 && size <= 1024, "sample --size: expected 8 to 1024, got ", size);
   const bool bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
   auto model = diffusion::load_denoiser(model_path);
   torch::Tensor cond;
   if (model->cond_channels() > 0) cond = torch::ones({n, model->cond_channels(), size, size});
   auto d = diffusion::as_denoiser(model);
+  // The ambient sampler (Daras et al. 2023): the network sees the sample through one fixed further corruption Ã,
+  // drawn once, at every step, as it saw data during training.
+  AMBIENT_CHECK(further_delta >= 0 && further_delta < 1, "sample --further-delta: expected [0, 1), got ",
+                further_delta);
+  AMBIENT_CHECK(!(further_delta > 0 && further_accel > 0), "sample: give --further-delta or --further-accel, not both");
+  if (further_delta > 0 || further_accel > 0) {
+    AMBIENT_CHECK(model->cond_channels() == 1, "sample: the ambient sampler needs a model trained with a mask channel");
+    auto gen_mask = at::detail::createCPUGenerator(seed + 1);
+    torch::Tensor a_tilde;  // [n, 1, size, size]
+    if (further_delta > 0) {
+      a_tilde = (torch::rand({n, 1, size, size}, gen_mask) >= further_delta).to(torch::kFloat);
+    } else {
+      std::vector<torch::Tensor> rows;
+      for (int64_t i = 0; i < n; ++i)
+        rows.push_back(mri::random_mask_1d(size, std::min(0.08, 0.5 / further_accel), further_accel,
+                                           static_cast<uint32_t>(seed + 7 + i)));
+      a_tilde = diffusion::line_mask_channel(torch::stack(rows), size);
+    }
+    const bool lines = further_accel > 0;
+    auto inner = d;
+    d = [inner, a_tilde, lines](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) {
+      torch::Tensor seen;
+      if (lines) {  // single-coil adjoint image of the line-masked spectrum, as the Fourier objective feeds it
+        auto z = diffusion::from_channels(x);
+        seen = diffusion::to_channels(mri::ifft2c(mri::fft2c(z) * a_tilde.select(1, 0).to(torch::kComplexFloat)));
+      } else {
+        seen = x * a_tilde;
+      }
+      return inner(seen, s, a_tilde);
+    };
+  }
   diffusion::DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor& c) {
     at::autocast::set_cpu_enabled(bf16);
     if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);

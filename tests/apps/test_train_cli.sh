@@ -68,6 +68,12 @@ cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok
   && ok "recon --method dps" || { bad "recon --method dps"; cat dps.log; }
 "$AMBIENT" sample --model straight.pt -n 4 --size 32 --steps 6 -o grid.png --nifti samples.nii.gz > s.log 2>&1 \
   && [ -s grid.png ] && [ -s samples.nii.gz ] && ok "sample" || { bad "sample"; cat s.log; }
+"$AMBIENT" sample --model ft.pt -n 2 --size 64 --steps 4 --further-accel 2 -o amb_f.png > /dev/null 2>&1 \
+  && [ -s amb_f.png ] && ok "ambient sampler, fixed line mask" || bad "ambient sampler, fixed line mask"
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-delta 0.3 -o amb_b.png > /dev/null 2>&1 \
+  && [ -s amb_b.png ] && ok "ambient sampler, fixed pixel mask" || bad "ambient sampler, fixed pixel mask"
+"$AMBIENT" sample --model straight.pt -n 2 --size 32 --steps 2 --further-delta 0.3 -o never.png > e6.log 2>&1 \
+  && bad "ambient sampler on a maskless model accepted" || ok "ambient sampler needs a mask channel"
 "$AMBIENT" simulate -o ref_scan.h5 -r ref.nii.gz --matrix 64 --count 4 --center-fraction 0.16 --seed 5 > /dev/null
 "$AMBIENT" eval --reference ref.nii.gz post.nii.gz --json eval.json > eval.log 2>&1 && grep -q '"psnr"' eval.json \
   && ok "eval metrics" || { bad "eval metrics"; cat eval.log; }
