@@ -8,7 +8,6 @@
 #include <cstring>
 #include <thread>
 
-#include <ATen/autocast_mode.h>
 
 #include "ambient/diffusion/edm.hpp"
 #include "ambient/diffusion/objectives.hpp"
@@ -41,11 +40,11 @@ int main(int argc, char** argv) {
     auto x0 = torch::randn({batch, 2, size, size}) * 0.5;
     auto step = [&] {
       NoiseDraw draw{(torch::randn({batch}) * 1.2 - 1.2).exp(), torch::randn({batch, 2, size, size})};
-      at::autocast::set_cpu_enabled(bf16);
-      if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      auto loss = clean_loss(as_denoiser(model), x0, draw, EdmConfig{});
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
+      torch::Tensor loss;
+      {
+        Bf16Autocast autocast(bf16);
+        loss = clean_loss(as_denoiser(model), x0, draw, EdmConfig{});
+      }
       opt.zero_grad();
       loss.backward();
       torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);

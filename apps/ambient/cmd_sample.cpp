@@ -1,6 +1,5 @@
 // ambient sample: unconditional samples from a trained model, as a PNG grid (and optionally a NIfTI stack).
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 
 #include <cmath>
 #include <iomanip>
@@ -83,12 +82,8 @@ int run_sample(const std::vector<std::string>& args) {
     };
   }
   diffusion::DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor& c) {
-    at::autocast::set_cpu_enabled(bf16);
-    if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    auto out = d(x, s, c);
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-    return out.to(torch::kFloat);
+    diffusion::Bf16Autocast autocast(bf16);
+    return d(x, s, c).to(torch::kFloat);
   };
   auto gen = at::detail::createCPUGenerator(seed);
   Progress bar("sampling " + std::to_string(n), hc.schedule.steps);

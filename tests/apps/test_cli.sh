@@ -2,13 +2,11 @@
 # End-to-end tests of the ambient executable: the happy path, the outputs, and clear failures on bad input.
 # Usage: test_cli.sh AMBIENT_BINARY WORK_DIR
 set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AMBIENT=$1
 WORK=$2
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
+source "$HERE/lib.sh"
 expect_success() { local name=$1; shift; if "$@" > "$name.log" 2>&1; then ok "$name"; else bad "$name"; cat "$name.log"; fi; }
 # expect_failure NAME PATTERN CMD...: non-zero exit and PATTERN in the error output
 expect_failure() {
@@ -99,5 +97,4 @@ expect_failure missing_dir "does not exist" "$AMBIENT" recon scan.h5 -o no/such/
 ls never* 2> /dev/null && bad "a failed command left an output" || ok "no partial outputs"
 ls .*.tmp* 2> /dev/null && bad "temporary files left" || ok "no temporary files"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

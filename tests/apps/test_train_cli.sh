@@ -3,13 +3,11 @@
 # bit for bit (weight hashes); then fine-tune from the foundation on simulated scans only.
 # Usage: test_train_cli.sh AMBIENT_BINARY WORK_DIR
 set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AMBIENT=$1
 WORK=$2
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
+source "$HERE/lib.sh"
 hash_of() { "$AMBIENT" info "$1" --json | sed -n "s/.*\"$2\": \"\([0-9a-f]*\)\".*/\1/p"; }
 step_of() { "$AMBIENT" info "$1" --json | sed -n 's/.*"step": \([0-9]*\).*/\1/p'; }
 
@@ -97,5 +95,4 @@ cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok
   && bad "bad corruption accepted" || ok "bad corruption rejected"
 [ -f x.pt ] && bad "a failed run wrote a checkpoint" || ok "no checkpoint from failed runs"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -1,6 +1,8 @@
 // EDM preconditioning and σ sampling.
 #include "ambient/diffusion/edm.hpp"
 
+#include <ATen/autocast_mode.h>
+
 #include "ambient/mri/error.hpp"
 
 namespace ambient::diffusion {
@@ -21,6 +23,16 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   if (cond.defined()) input = torch::cat({input, cond.to(x.dtype())}, 1);
   // .to(x.dtype()): under bf16 autocast the network returns bfloat16; the output stays in the input precision.
   return c_skip * x + c_out * net->forward(input, c_noise).to(x.dtype());
+}
+
+Bf16Autocast::Bf16Autocast(bool on) : previous_(at::autocast::is_cpu_enabled()) {
+  at::autocast::set_cpu_enabled(on);
+  if (on) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+}
+
+Bf16Autocast::~Bf16Autocast() {
+  at::autocast::set_cpu_enabled(previous_);
+  at::autocast::clear_cache();
 }
 
 torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& gen) {

@@ -2,7 +2,6 @@
 #include "ambient/diffusion/reconstruct.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/error.hpp"
@@ -52,12 +51,8 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
     cond = torch::ones({k * s, model->cond_channels(), ny, nx});
   auto d = as_denoiser(model);
   DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
-    at::autocast::set_cpu_enabled(c.bf16);
-    if (c.bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    auto out = d(x, sigma, cnd);
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-    return out.to(torch::kFloat);
+    Bf16Autocast autocast(c.bf16);
+    return d(x, sigma, cnd).to(torch::kFloat);
   };
   auto gen = at::detail::createCPUGenerator(c.seed);
   model->eval();

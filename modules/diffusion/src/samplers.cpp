@@ -54,16 +54,27 @@ torch::Tensor sample_heun(const DenoiserFn& d, std::vector<int64_t> shape, const
   return x;
 }
 
+namespace {
+
+// Checks y against A and returns the image-side sample shape [B, 2, H, W] of A's domain [B, H, W].
+std::vector<int64_t> posterior_shape(const mri::OperatorPtr& a, const torch::Tensor& y, const char* who) {
+  AMBIENT_CHECK(a != nullptr, who, ": expected a measurement operator");
+  AMBIENT_CHECK(y.sizes().vec() == a->range_shape(), who, ": measurement ", shape_string(y.sizes().vec()),
+                " does not match the operator's range ", shape_string(a->range_shape()));
+  const auto dom = a->domain_shape();
+  AMBIENT_CHECK(dom.size() == 3, who, ": expected an operator on images [B, H, W], got domain ", shape_string(dom));
+  return {dom[0], 2, dom[1], dom[2]};
+}
+
+}  // namespace
+
 torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
                                const PosteriorConfig& c, at::Generator& gen, const torch::Tensor& cond,
                                const SamplerMonitor& monitor) {
-  AMBIENT_CHECK(a != nullptr, "posterior sampler: expected a measurement operator");
   AMBIENT_CHECK(c.prior_var > 0, "posterior sampler: expected a positive prior variance");
-  AMBIENT_CHECK(y.sizes().vec() == a->range_shape(), "posterior sampler: measurement ", shape_string(y.sizes().vec()),
-                " does not match the operator's range ", shape_string(a->range_shape()));
-  torch::NoGradGuard no_grad;
+  const auto shape = posterior_shape(a, y, "posterior sampler");
   const auto dom = a->domain_shape();  // [B, H, W]
-  const std::vector<int64_t> shape = {dom[0], 2, dom[1], dom[2]};
+  torch::NoGradGuard no_grad;
   auto sigmas = edm_sigmas(c.schedule);
   auto acc = sigmas.accessor<double, 1>();
   auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];
@@ -105,11 +116,8 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
 torch::Tensor sample_dps(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
                          const PosteriorConfig& c, at::Generator& gen, const torch::Tensor& cond,
                          const SamplerMonitor& monitor) {
-  AMBIENT_CHECK(a != nullptr, "DPS: expected a measurement operator");
-  AMBIENT_CHECK(y.sizes().vec() == a->range_shape(), "DPS: measurement ", shape_string(y.sizes().vec()),
-                " does not match the operator's range ", shape_string(a->range_shape()));
+  const auto shape = posterior_shape(a, y, "DPS");
   const auto dom = a->domain_shape();
-  const std::vector<int64_t> shape = {dom[0], 2, dom[1], dom[2]};
   auto sigmas = edm_sigmas(c.schedule);
   auto acc = sigmas.accessor<double, 1>();
   auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];

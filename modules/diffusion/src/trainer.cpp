@@ -3,7 +3,6 @@
 #include "ambient/diffusion/trainer.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 
 #include <chrono>
 #include <cstring>
@@ -342,11 +341,8 @@ void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, 
     torch::manual_seed(step_seed(cfg.seed, s.step, 3));  // dropout
     torch::Tensor loss;
     {
-      at::autocast::set_cpu_enabled(cfg.bf16);
-      if (cfg.bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      Bf16Autocast autocast(cfg.bf16);
       loss = batch_loss(s.model, b, cfg, step_seed(cfg.seed, s.step, 1), false);
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
     }
     AMBIENT_CHECK(std::isfinite(loss.item<double>()), "training: the loss became ", loss.item<double>(), " at step ",
                   s.step, "; lower --lr or check the data for NaNs");

@@ -50,6 +50,19 @@ struct EdmDenoiserImpl : DenoiserModule {
 };
 TORCH_MODULE(EdmDenoiser);
 
+/// bfloat16 CPU autocast for the scope when `on` (the network's convolutions and matmuls run in bf16; GroupNorm
+/// stays float32, network.cpp); restores the previous state and clears the cast cache on exit.
+class Bf16Autocast {
+ public:
+  explicit Bf16Autocast(bool on);
+  ~Bf16Autocast();
+  Bf16Autocast(const Bf16Autocast&) = delete;
+  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
+
+ private:
+  bool previous_;
+};
+
 /// Draws σ [batch] from the training distribution.
 torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& gen);
 /// λ(σ) [B] for σ [B].
