@@ -62,5 +62,6 @@ int run_pretrain(const std::vector<std::string>& args);
 int run_finetune(const std::vector<std::string>& args);
 int run_sample(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
+int run_export(const std::vector<std::string>& args);
 
 }  // namespace ambient::app

@@ -41,7 +41,8 @@ struct Common {
 
 void add_common(po::options_description& o, Common& c) {
   o.add_options()
-      ("data", po::value(&c.data)->multitoken()->required(), "training files or folders")
+      ("data", po::value(&c.data)->multitoken()->required(),
+       "training files or folders (pretrain: NIfTI volumes, each optionally as volume.nii.gz@coronal)")
       ("val", po::value(&c.val)->multitoken(), "held-out files for the validation loss")
       ("out,o", po::value(&c.out)->required(), "checkpoint to write (.pt), atomically, every --checkpoint-every steps")
       ("resume", po::bool_switch(&c.resume), "continue from --out where an interrupted run stopped")
@@ -102,9 +103,10 @@ int run_pretrain(const std::vector<std::string>& args) {
   diffusion::UNetConfig net;
   diffusion::EdmConfig edm;
   int64_t matrix = 128;
-  std::string orientation = "axial", mult = "1,2,2", attention = "2";
+  std::string orientation = "axial", mult = "1,2,2", attention = "2", init;
   add_common(opts, c);
   opts.add_options()
+      ("init", po::value(&init), "continue pretraining from this checkpoint (its EMA weights; network options ignored)")
       ("matrix", po::value(&matrix)->default_value(matrix), "NIfTI inputs: slices resampled to this square matrix")
       ("orientation", po::value(&orientation)->default_value(orientation), "NIfTI inputs: axial|coronal|sagittal")
       ("base-channels", po::value(&net.base_channels)->default_value(net.base_channels), "UNet width")
@@ -121,7 +123,17 @@ int run_pretrain(const std::vector<std::string>& args) {
   net.channel_mult = int_list(mult, "--channel-mult");
   net.attention_levels = attention.empty() ? std::vector<int64_t>{} : int_list(attention, "--attention");
   net.validate();
-  auto files = diffusion::expand_inputs(c.data, {".nii.gz", ".nii", ".h5"});
+  // "volume.nii.gz@coronal" gives a volume its own orientation; folders are expanded.
+  std::vector<std::string> files;
+  for (const auto& spec : c.data) {
+    const auto at = spec.rfind('@');
+    if (at != std::string::npos && spec.find(".nii", 0) != std::string::npos && at > spec.find(".nii")) {
+      AMBIENT_CHECK(std::filesystem::exists(spec.substr(0, at)), "pretrain --data: not found: ", spec.substr(0, at));
+      files.push_back(spec);
+    } else {
+      for (auto& f : diffusion::expand_inputs({spec}, {".nii.gz", ".nii", ".h5"})) files.push_back(f);
+    }
+  }
   auto is_volume = [](const std::string& f) { return f.find(".nii") != std::string::npos; };
   std::shared_ptr<diffusion::Source> data, val;
   auto make = [&](const std::vector<std::string>& fs) -> std::shared_ptr<diffusion::Source> {
@@ -134,8 +146,9 @@ int run_pretrain(const std::vector<std::string>& args) {
   };
   data = make(files);
   if (!c.val.empty()) val = make(diffusion::expand_inputs(c.val, {".nii.gz", ".nii", ".h5"}));
-  diffusion::TrainState state = c.resume ? diffusion::load_state(c.out, c.cfg, true)
-                                         : diffusion::new_state(net, edm, c.cfg);
+  diffusion::TrainState state = c.resume          ? diffusion::load_state(c.out, c.cfg, true)
+                                 : !init.empty() ? diffusion::load_state(init, c.cfg, false)
+                                                 : diffusion::new_state(net, edm, c.cfg);
   run_training(c, state, data, val);
   return 0;
 }

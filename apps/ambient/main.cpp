@@ -28,6 +28,7 @@ commands:
   finetune   fine-tune a model with the ambient objective on corrupted scans only
   sample     draw samples from a trained model (PNG grid, NIfTI)
   eval       PSNR/SSIM/NMSE against a reference; memorisation of samples (nearest training image NCC)
+  export     reduce a training checkpoint to its EMA weights (to ship or fine-tune)
 
 global options:
   --verbose      log progress details (same as AMBIENT_LOG=info; AMBIENT_LOG=debug for more)
@@ -78,7 +79,8 @@ int main(int argc, char** argv) {
     if (command == "finetune") return ambient::app::run_finetune(rest);
     if (command == "sample") return ambient::app::run_sample(rest);
     if (command == "eval") return ambient::app::run_eval(rest);
-    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, eval; see 'ambient --help')");
+    if (command == "export") return ambient::app::run_export(rest);
+    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, eval, export; see 'ambient --help')");
   } catch (const ambient::Error& e) {
     std::cerr << "ambient: error: " << e.what() << "\n";
     return 1;

@@ -54,6 +54,12 @@ grep -q '"val_loss"' ft.pt.log.jsonl && ok "validation loss logged" || bad "vali
 
 echo "junk" > junk.pt
 
+# Export: EMA-only, smaller, usable for reconstruction and fine-tuning, not for resuming.
+"$AMBIENT" export ft.pt -o ft_export.pt > /dev/null 2>&1 && [ "$(hash_of ft_export.pt ema_hash)" = "$(hash_of ft.pt ema_hash)" ] \
+  && [ "$(stat -c %s ft_export.pt)" -lt "$(stat -c %s ft.pt)" ] && ok "export keeps the EMA weights" || bad "export"
+"$AMBIENT" finetune --data scans.h5 --out ft_export.pt --resume --steps 8 > e7.log 2>&1 \
+  && bad "resume from an export accepted" || ok "resume from an export refused"
+
 # Model-based reconstruction and sampling with the fine-tuned model.
 R=(--method posterior --model ft.pt --samples 2 --steps 6 --seed 4)
 "$AMBIENT" recon scans.h5 "${R[@]}" -o post.nii.gz --std post_std.nii.gz --png ppng > post.log 2>&1 \

@@ -110,6 +110,22 @@ TEST(Trainer, CheckpointsLoadBackIdentically) {
   EXPECT_EQ(d->kind(), "edm-unet");
 }
 
+TEST(Trainer, SlimCheckpointsKeepTheEmaAndRefuseToResume) {
+  auto cfg = quick(2);
+  auto state = new_state(tiny(), EdmConfig{}, cfg);
+  train(state, cfg, std::make_shared<SmoothImages>(), nullptr, "", nullptr);
+  const auto full = scratch("full.pt"), slim = scratch("slim.pt");
+  save_checkpoint(full, state, cfg);
+  save_checkpoint(slim, state, cfg, true);
+  EXPECT_LT(std::filesystem::file_size(slim), std::filesystem::file_size(full) / 2);
+  EXPECT_TRUE(same_parameters(*load_denoiser(slim), *state.ema));
+  EXPECT_EQ(describe_checkpoint(slim).step, 2);
+  EXPECT_EQ(describe_checkpoint(slim).ema_hash, describe_checkpoint(full).ema_hash);
+  EXPECT_THROW(load_state(slim, cfg, true), ambient::Error);
+  auto foundation = load_state(slim, cfg, false);  // fine-tuning starts from the EMA weights
+  EXPECT_TRUE(same_parameters(*foundation.model, *state.ema));
+}
+
 TEST(Trainer, ResumeContinuesBitForBit) {
   auto cfg = quick(8);
   cfg.objective = Objective::ambient_image;

@@ -40,12 +40,21 @@ double percentile99(const torch::Tensor& magnitude) {
 class CleanVolumeSource final : public Source {
  public:
   CleanVolumeSource(std::vector<std::string> volumes, int64_t matrix, std::string orientation, uint64_t seed)
-      : paths_(std::move(volumes)), matrix_(matrix), orientation_(std::move(orientation)), seed_(seed) {
-    AMBIENT_CHECK(!paths_.empty(), "pretrain data: no NIfTI volumes given");
-    for (const auto& p : paths_) {
+      : matrix_(matrix), seed_(seed) {
+    AMBIENT_CHECK(!volumes.empty(), "pretrain data: no NIfTI volumes given");
+    for (const auto& spec : volumes) {
+      const auto at = spec.rfind('@');
+      paths_.push_back(at == std::string::npos ? spec : spec.substr(0, at));
+      orientations_.push_back(at == std::string::npos ? orientation : spec.substr(at + 1));
+      const auto& o = orientations_.back();
+      AMBIENT_CHECK(o == "axial" || o == "coronal" || o == "sagittal", "pretrain data: expected orientation "
+                    "axial|coronal|sagittal after '@', got '", o, "' in ", spec);
+    }
+    for (size_t f = 0; f < paths_.size(); ++f) {
       // The central 60% of slices along the chosen axis: the ends of brain volumes are mostly empty.
-      const auto v = mri::read_nifti(p);
-      const int64_t axis = orientation_ == "axial" ? 0 : orientation_ == "coronal" ? 1 : 2;
+      const auto v = mri::read_nifti(paths_[f]);
+      const auto& o = orientations_[f];
+      const int64_t axis = o == "axial" ? 0 : o == "coronal" ? 1 : 2;
       const int64_t n = v.data.size(axis);
       first_.push_back(n / 5);
       counts_.push_back(std::max<int64_t>(1, n - 2 * (n / 5)));
@@ -56,7 +65,7 @@ class CleanVolumeSource final : public Source {
   Example load(int64_t f, int64_t s) override {
     if (f != cached_) {
       mri::SimulateConfig c;
-      c.orientation = orientation_;
+      c.orientation = orientations_[f];
       c.matrix = matrix_;
       c.slices.clear();
       for (int64_t i = 0; i < counts_[f]; ++i) c.slices.push_back(first_[f] + i);
@@ -73,9 +82,8 @@ class CleanVolumeSource final : public Source {
   }
 
  private:
-  std::vector<std::string> paths_;
+  std::vector<std::string> paths_, orientations_;
   int64_t matrix_;
-  std::string orientation_;
   uint64_t seed_;
   std::vector<int64_t> first_, counts_;
   int64_t cached_ = -1;

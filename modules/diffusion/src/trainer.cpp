@@ -179,9 +179,13 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
   s.objective = read_value<std::string>(ar, "objective", path);
   s.model = build_model(ar, path);
   s.ema = s.model->fresh_copy();
-  load_module(ar, "model", *s.model, path);
   load_module(ar, "ema", *s.ema, path);
+  torch::serialize::InputArchive model_archive;
+  const bool slim = !ar.try_read("model", model_archive);
+  if (slim) copy_parameters(*s.ema, *s.model);  // exported checkpoints keep only the EMA weights
+  else load_module(ar, "model", *s.model, path);
   if (for_resume) {
+    AMBIENT_CHECK(!slim, "resume: ", path, " is an exported (EMA-only) checkpoint; continue from it with --init");
     AMBIENT_CHECK(extra_cond == 0, "resume: cannot change the network's inputs when resuming");
     s.step = read_value<int64_t>(ar, "step", path);
     s.optimizer = make_optimizer(s.model, cfg);
@@ -203,7 +207,7 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
   return s;
 }
 
-void save_checkpoint(const std::string& path, const TrainState& s, const TrainConfig& cfg) {
+void save_checkpoint(const std::string& path, const TrainState& s, const TrainConfig& cfg, bool slim) {
   torch::serialize::OutputArchive ar;
   ar.write("format", c10::IValue(std::string(kFormat)));
   ar.write("version", c10::IValue(kVersion));
@@ -227,11 +231,13 @@ void save_checkpoint(const std::string& path, const TrainState& s, const TrainCo
   ar.write("lr", c10::IValue(cfg.lr));
   ar.write("delta", c10::IValue(cfg.delta));
   torch::serialize::OutputArchive model, ema, opt;
-  s.model->save(model);
   s.ema->save(ema);
-  ar.write("model", model);
   ar.write("ema", ema);
-  if (s.optimizer) {
+  if (!slim) {
+    s.model->save(model);
+    ar.write("model", model);
+  }
+  if (s.optimizer && !slim) {
     s.optimizer->save(opt);
     ar.write("optimizer", opt);
   }
@@ -256,19 +262,23 @@ std::string weight_hash(torch::nn::Module& m) {
 }  // namespace
 
 CheckpointInfo describe_checkpoint(const std::string& path) {
-  TrainConfig cfg;
   auto ar = open_archive(path);
-  torch::serialize::InputArchive opt;
   CheckpointInfo info;
+  info.objective = read_value<std::string>(ar, "objective", path);
+  info.step = read_value<int64_t>(ar, "step", path);
+  torch::serialize::InputArchive opt;
   info.has_optimizer = ar.try_read("optimizer", opt);
-  auto s = load_state(path, cfg, info.has_optimizer);
-  info.net_config = s.model->config_string();
-  info.objective = s.objective;
-  info.step = s.step;
-  info.sigma_data = s.model->training_edm().sigma_data;
-  for (const auto& p : s.model->parameters()) info.parameters += p.numel();
-  info.model_hash = weight_hash(*s.model);
-  info.ema_hash = weight_hash(*s.ema);
+  auto model = build_model(ar, path);
+  auto ema = model->fresh_copy();
+  load_module(ar, "ema", *ema, path);
+  torch::serialize::InputArchive model_archive;
+  if (ar.try_read("model", model_archive)) load_module(ar, "model", *model, path);
+  else copy_parameters(*ema, *model);  // exported: the EMA weights are the model
+  info.net_config = model->config_string();
+  info.sigma_data = model->training_edm().sigma_data;
+  for (const auto& p : model->parameters()) info.parameters += p.numel();
+  info.model_hash = weight_hash(*model);
+  info.ema_hash = weight_hash(*ema);
   return info;
 }
 

@@ -48,6 +48,7 @@ class Source {
 
 /// Clean complex slices from NIfTI volumes (pretraining): magnitude resampled to `matrix`, a smooth random phase
 /// seeded per slice, scaled so the 99th percentile of |x| is 1.
+/// A volume may carry its own orientation as "path@coronal"; others use `orientation`.
 std::unique_ptr<Source> clean_volume_source(const std::vector<std::string>& volumes, int64_t matrix,
                                             const std::string& orientation, uint64_t seed);
 

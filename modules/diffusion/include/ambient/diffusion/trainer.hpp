@@ -68,7 +68,8 @@ TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainCon
 TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond = 0);
 
 /// Writes model, EMA, optimiser, step, objective and every hyper-parameter to rebuild the network, atomically.
-void save_checkpoint(const std::string& path, const TrainState& state, const TrainConfig& cfg);
+/// `slim` keeps only the EMA weights (a third of the size): enough to sample, reconstruct or fine-tune, not to resume.
+void save_checkpoint(const std::string& path, const TrainState& state, const TrainConfig& cfg, bool slim = false);
 
 /// What `ambient info model.pt` prints: configuration, progress, size and a hash of the exact weights.
 struct CheckpointInfo {

@@ -1,0 +1,31 @@
+// ambient export: a checkpoint reduced to its EMA weights (a third of the size): enough to sample, reconstruct or
+// fine-tune, small enough to ship under data/models/.
+#include <iostream>
+
+#include "ambient/diffusion/trainer.hpp"
+#include "ambient/mri/error.hpp"
+#include "cli.hpp"
+
+namespace ambient::app {
+
+int run_export(const std::vector<std::string>& args) {
+  po::options_description opts("export options");
+  std::string input, output;
+  opts.add_options()("checkpoint", po::value(&input)->required(), "training checkpoint (.pt)")(
+      "output,o", po::value(&output)->required(), "EMA-only checkpoint to write (.pt)");
+  po::positional_options_description pos;
+  pos.add("checkpoint", 1);
+  po::variables_map vm;
+  if (!parse("export", "CHECKPOINT -o model.pt", opts, pos, args, vm)) return 0;
+  AMBIENT_CHECK(diffusion::is_ambient_checkpoint(input), "export: ", input, " is not an ambient checkpoint");
+  const auto info = diffusion::describe_checkpoint(input);
+  diffusion::TrainConfig cfg;
+  cfg.objective = diffusion::parse_objective(info.objective);
+  auto state = diffusion::load_state(input, cfg, info.has_optimizer);
+  state.objective = info.objective;
+  diffusion::save_checkpoint(output, state, cfg, true);
+  std::cout << "wrote " << output << " (EMA weights of step " << state.step << ")\n";
+  return 0;
+}
+
+}  // namespace ambient::app
