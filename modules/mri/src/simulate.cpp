@@ -171,7 +171,6 @@ Simulation simulate(const Volume& volume, const SimulateConfig& c) {
   const Geometry geo = stack.geometry;
   const int64_t S = mag.size(0), N = c.matrix, C = c.coils;
 
-  torch::manual_seed(c.seed);
   auto gen = at::detail::createCPUGenerator(c.seed);
   auto phase = smooth_phase(S, N, c.phase_strength, gen);
   auto image = torch::polar(mag, phase).to(torch::kComplexFloat);  // [S, N, N]
