@@ -2,6 +2,10 @@
 // BART's ecalib in the integration suites.
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/types.h>
+#include <torch/linalg.h>
+
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
@@ -77,4 +81,22 @@ TEST(Espirit, RejectsTooFewCalibrationLines) {
   auto calib = torch::zeros({32}, torch::kBool);
   calib.slice(0, 14, 18).fill_(true);
   EXPECT_THROW(mri::espirit_maps(ksp, calib), ambient::Error);
+}
+
+TEST(Espirit, TopEigenpairsMatchEigh) {
+  // Random Hermitian PSD matrices with ESPIRiT-like spectra (one eigenvalue near 1, the rest well below).
+  auto gen = at::detail::createCPUGenerator(7);
+  const int64_t p = 500, c = 8;
+  auto q = std::get<0>(torch::linalg::qr(torch::randn({p, c, c}, gen, torch::kComplexDouble)));
+  auto lam = torch::rand({p, c}, gen, torch::kDouble) * 0.6;
+  lam.select(1, 0).fill_(1.0);
+  auto w = q.matmul(torch::diag_embed(lam.to(torch::kComplexDouble))).matmul(q.conj().transpose(1, 2));
+  auto [v, l] = mri::detail::top_eigenpairs(w.to(torch::kComplexFloat));
+  auto reference = q.select(2, 0);  // eigenvector of eigenvalue 1
+  auto overlap = (reference.conj() * v.to(torch::kComplexDouble)).sum(1).abs();
+  EXPECT_GT(overlap.min().item<double>(), 0.9999);
+  EXPECT_LT((l.to(torch::kDouble) - 1.0).abs().max().item<double>(), 1e-4);
+  // And the same as LAPACK's eigh on these matrices.
+  auto eig = torch::linalg::eigh(w, "L");
+  EXPECT_LT((std::get<0>(eig).select(1, c - 1) - l.to(torch::kDouble)).abs().max().item<double>(), 1e-4);
 }

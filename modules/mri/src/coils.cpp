@@ -14,6 +14,28 @@ torch::Tensor rss(const torch::Tensor& coil_images, int64_t dim) {
   return (coil_images.abs().square()).sum(dim).sqrt();
 }
 
+namespace detail {
+
+std::pair<torch::Tensor, torch::Tensor> top_eigenpairs(const torch::Tensor& w, int squarings) {
+  // W^(2^s) = sum_i λ_i^(2^s) v_i v_i^H tends to λ_1^(2^s) v_1 v_1^H when λ_1 > λ_2, so each of its columns is
+  // proportional to v_1; the largest column is the best-conditioned pick. Renormalising by the trace after each
+  // squaring keeps float32 in range. Inside the object ESPIRiT's W is close to a projector (λ_1 ≈ 1, the rest
+  // ≈ 0), so a few squarings converge; where λ_1 ≈ λ_2 (no signal) the map is cropped anyway.
+  auto m = w;
+  for (int i = 0; i < squarings; ++i) {
+    m = m.matmul(m);
+    auto trace = torch::real(m.diagonal(0, -2, -1).sum(-1)).clamp_min(1e-30);
+    m = m / trace.unsqueeze(-1).unsqueeze(-1);
+  }
+  auto column = m.abs().square().sum(-2).argmax(-1);  // [P]
+  auto v = m.gather(-1, column.reshape({-1, 1, 1}).expand({m.size(0), m.size(1), 1})).squeeze(-1);
+  v = v / v.abs().square().sum(-1, true).sqrt().clamp_min(1e-30);
+  auto lambda = torch::real((v.conj().unsqueeze(-2).matmul(w).matmul(v.unsqueeze(-1))).reshape({-1}));
+  return {v, lambda};
+}
+
+}  // namespace detail
+
 torch::Tensor espirit_maps(const torch::Tensor& ksp, const torch::Tensor& calib_lines, const EspiritConfig& cfg) {
   AMBIENT_CHECK(ksp.dim() == 3 && ksp.scalar_type() == torch::kComplexFloat,
                 "ESPIRiT: expected complex64 k-space [coil, ky, kx], got ", shape_string(ksp.sizes().vec()));
@@ -52,19 +74,15 @@ torch::Tensor espirit_maps(const torch::Tensor& ksp, const torch::Tensor& calib_
   auto padded = torch::zeros({n, C, ny, nx}, torch::kComplexFloat);
   padded.narrow(2, ny / 2 - k / 2, k).narrow(3, nx / 2 - k / 2, k).copy_(kernels.to(torch::kComplexFloat));
   auto img = ifft2c(padded) * static_cast<float>(std::sqrt(static_cast<double>(ny * nx)));  // [n, C, ny, nx]
-  auto a_r = img.permute({2, 3, 1, 0}).reshape({ny * nx, C, n}).to(torch::kComplexDouble);
-  auto w = a_r.matmul(a_r.conj().transpose(1, 2)) / static_cast<double>(k * k);  // [P, C, C]
-  auto eig = torch::linalg::eigh(w, "L");
-  auto values = std::get<0>(eig);   // ascending, [P, C]
-  auto vectors = std::get<1>(eig);  // [P, C, C], columns
-  auto top = vectors.select(2, C - 1);  // [P, C]
-  auto lambda = values.select(1, C - 1);
+  auto a_r = img.permute({2, 3, 1, 0}).reshape({ny * nx, C, n});
+  auto w = a_r.matmul(a_r.conj().transpose(1, 2)) / static_cast<float>(k * k);  // [P, C, C]
+  auto [top, lambda] = detail::top_eigenpairs(w);
   // Remove coil 0's phase so the maps are unique; ESPIRiT leaves a per-pixel phase free.
   auto ref = top.select(1, 0);
   auto phase = torch::where(ref.abs() > 0, ref / ref.abs(), torch::ones_like(ref));
   top = top * phase.conj().unsqueeze(1);
   top = top * (lambda > cfg.crop).unsqueeze(1).to(top.scalar_type());
-  return top.reshape({ny, nx, C}).permute({2, 0, 1}).to(torch::kComplexFloat).contiguous();
+  return top.reshape({ny, nx, C}).permute({2, 0, 1}).contiguous();
 }
 
 torch::Tensor espirit_maps_batch(const torch::Tensor& ksp, const torch::Tensor& calib_lines, const EspiritConfig& cfg) {

@@ -1,6 +1,8 @@
 // Coil sensitivities: ESPIRiT (Uecker et al., MRM 71:990, 2014) from the calibration region, and root-sum-of-squares.
 #pragma once
 
+#include <utility>
+
 #include <torch/types.h>
 
 namespace ambient::mri {
@@ -21,6 +23,12 @@ torch::Tensor espirit_maps(const torch::Tensor& calib_ksp, const torch::Tensor& 
 /// Same for every slice: ksp [slice, coil, ky, kx], calib_lines [slice, ky] -> maps [slice, coil, ky, kx].
 torch::Tensor espirit_maps_batch(const torch::Tensor& ksp, const torch::Tensor& calib_lines,
                                  const EspiritConfig& config = {});
+
+namespace detail {
+/// The top eigenvector [P, C] and eigenvalue [P] of each Hermitian positive semi-definite matrix of w [P, C, C]
+/// (complex64), by repeated squaring; used for ESPIRiT's per-pixel eigenproblems.
+std::pair<torch::Tensor, torch::Tensor> top_eigenpairs(const torch::Tensor& w, int squarings = 6);
+}  // namespace detail
 
 /// Root-sum-of-squares over the coil dimension `dim` of complex coil images.
 torch::Tensor rss(const torch::Tensor& coil_images, int64_t dim = 1);
