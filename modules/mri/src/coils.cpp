@@ -1,6 +1,7 @@
 // ESPIRiT: calibration matrix -> SVD -> signal-subspace kernels -> per-pixel eigenproblem in the image domain.
 #include "ambient/mri/coils.hpp"
 
+#include <torch/fft.h>
 #include <torch/linalg.h>
 
 #include <cmath>
@@ -69,13 +70,24 @@ torch::Tensor espirit_maps(const torch::Tensor& ksp, const torch::Tensor& calib_
 
   // The k-space patch projection sum_n v_n v_n^H, averaged over the k² patches covering a sample, is in the
   // image domain the pointwise matrix W(r) = (1/k²) sum_n a_n(r) a_n(r)^H with a_n,c(r) = sum_q v_n,c(q)
-  // exp(+i 2π q·r / N) (a k-space shift by q multiplies the image by exp(-i 2π q·r / N)): sqrt(N) times the
-  // centred inverse FFT of the kernel placed at the centre of the grid. Coil images S m satisfy W S = S.
-  auto padded = torch::zeros({n, C, ny, nx}, torch::kComplexFloat);
-  padded.narrow(2, ny / 2 - k / 2, k).narrow(3, nx / 2 - k / 2, k).copy_(kernels.to(torch::kComplexFloat));
-  auto img = ifft2c(padded) * static_cast<float>(std::sqrt(static_cast<double>(ny * nx)));  // [n, C, ny, nx]
-  auto a_r = img.permute({2, 3, 1, 0}).reshape({ny * nx, C, n});
-  auto w = a_r.matmul(a_r.conj().transpose(1, 2)) / static_cast<float>(k * k);  // [P, C, C]
+  // exp(+i 2π q·r / N) (a k-space shift by q multiplies the image by exp(-i 2π q·r / N)). Coil images S m satisfy
+  // W S = S. Expanding the product, W_cc'(r) = (1/k²) sum_d G_cc'(d) exp(+i 2π d·r / N) with the kernels'
+  // cross-correlation G_cc'(d) = sum_n sum_{q − q' = d} v_n,c(q) conj(v_n,c'(q')), lags |d| < k: so W is
+  // sqrt(N)/k² times the centred inverse FFT of G placed at the centre of the grid. G comes from small 2k x 2k
+  // FFTs, leaving C² large FFTs (not n·C, as transforming every kernel would).
+  const int64_t l = 2 * k;
+  auto small = torch::zeros({n, C, l, l}, torch::kComplexFloat);
+  small.narrow(2, 0, k).narrow(3, 0, k).copy_(kernels.to(torch::kComplexFloat));
+  auto spec = torch::fft::fft2(small).permute({2, 3, 1, 0}).reshape({l * l, C, n});  // [L², C, n]
+  auto cross = spec.matmul(spec.conj().transpose(1, 2));                              // [L², C, C]
+  auto corr = torch::fft::ifft2(cross.reshape({l, l, C, C}).permute({2, 3, 0, 1}));    // lag d at index d mod L
+  corr = torch::fft::fftshift(corr, std::vector<int64_t>{-2, -1});                    // lag d at L/2 + d
+  auto grid = torch::zeros({C, C, ny, nx}, torch::kComplexFloat);
+  grid.narrow(2, ny / 2 - (k - 1), 2 * k - 1)
+      .narrow(3, nx / 2 - (k - 1), 2 * k - 1)
+      .copy_(corr.narrow(2, l / 2 - (k - 1), 2 * k - 1).narrow(3, l / 2 - (k - 1), 2 * k - 1));
+  const float norm = static_cast<float>(std::sqrt(static_cast<double>(ny * nx)) / static_cast<double>(k * k));
+  auto w = (ifft2c(grid) * norm).permute({2, 3, 0, 1}).reshape({ny * nx, C, C});  // [P, C, C]
   auto [top, lambda] = detail::top_eigenpairs(w);
   // Remove coil 0's phase so the maps are unique; ESPIRiT leaves a per-pixel phase free.
   auto ref = top.select(1, 0);
