@@ -206,6 +206,7 @@ Simulation simulate(const Volume& volume, const SimulateConfig& c) {
     scan.calib[s].slice(0, pad, pad + n_low).fill_(true);
   }
   scan.calib &= scan.mask;
+  if (c.mask == "full") scan.calib.fill_(true);  // fully sampled: every line can calibrate
   scan.ksp = (noisy * scan.mask.to(torch::kFloat).reshape({S, 1, N, 1})).contiguous();
   scan.noise = noise_scan.contiguous();
   scan.meta["patient_id"] = "ambient-simulate";
