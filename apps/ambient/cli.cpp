@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ambient/diffusion/distributed.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
@@ -36,15 +37,16 @@ bool parse(const std::string& command, const std::string& usage, const po::optio
   return true;
 }
 
-Progress::Progress(std::string label, int64_t total)
+Progress::Progress(std::string label, int64_t total, bool visible)
     : label_(std::move(label)), total_(std::max<int64_t>(1, total)), start_(std::chrono::steady_clock::now()),
-      tty_(isatty(STDERR_FILENO) != 0) {}
+      tty_(isatty(STDERR_FILENO) != 0), visible_(visible) {}
 
 void Progress::update(int64_t done, const std::string& note) { draw(done, note, false); }
 
 void Progress::finish(const std::string& note) { draw(total_, note, true); }
 
 void Progress::draw(int64_t done, const std::string& note, bool final) {
+  if (!visible_) return;
   const double frac = std::min(1.0, static_cast<double>(done) / total_);
   const int decile = static_cast<int>(frac * 10);
   if (!tty_ && !final && decile == last_decile_) return;
@@ -109,6 +111,15 @@ void write_text(const std::string& path, const std::string& text) {
   });
 }
 
+std::string rank_tag() {
+  try {
+    const auto p = diffusion::placement_from_environment();
+    if (p.world > 1) return " (rank " + std::to_string(p.rank) + " of " + std::to_string(p.world) + ")";
+  } catch (...) {
+  }
+  return "";
+}
+
 bool cpu_has_bf16() {
   std::ifstream info("/proc/cpuinfo");
   std::string line;
@@ -119,7 +130,10 @@ bool cpu_has_bf16() {
 }
 
 void set_threads(int threads) {
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Ranks of a data-parallel job on one node share its cores.
+  const int local = static_cast<int>(diffusion::placement_from_environment().local_world);
+  const int n = threads > 0 ? threads
+                            : std::max(1, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) / local);
   torch::set_num_threads(n);
   mri::set_fft_threads(n);
 }

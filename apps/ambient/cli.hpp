@@ -20,7 +20,8 @@ bool parse(const std::string& command, const std::string& usage, const po::optio
 /// A one-line progress bar with rate and ETA on stderr (redrawn in place on a terminal, every 10% otherwise).
 class Progress {
  public:
-  Progress(std::string label, int64_t total);
+  /// `visible` false draws nothing (the other ranks of a data-parallel job).
+  Progress(std::string label, int64_t total, bool visible = true);
   void update(int64_t done, const std::string& note = "");
   void finish(const std::string& note = "");
 
@@ -30,6 +31,7 @@ class Progress {
   int64_t total_;
   std::chrono::steady_clock::time_point start_;
   bool tty_;
+  bool visible_;
   int last_decile_ = -1;
 };
 
@@ -53,6 +55,8 @@ bool cpu_has_bf16();
 
 /// Uses every core for LibTorch (it defaults to one here) and FFTW, or `threads` when positive.
 void set_threads(int threads);
+/// "" for a lone process, " (rank R of W)" in a data-parallel job: for error messages.
+std::string rank_tag();
 
 int run_info(const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);

@@ -37,6 +37,7 @@ struct Common {
   std::string out, log, precision;
   bool resume = false;
   TrainConfig cfg;
+  diffusion::DistConfig dist;
 };
 
 void add_common(po::options_description& o, Common& c) {
@@ -59,29 +60,44 @@ void add_common(po::options_description& o, Common& c) {
       ("precision", po::value(&c.precision)->default_value("auto"),
        "auto | fp32 | bf16: bfloat16 autocast for the network; auto picks bf16 where the CPU has native bf16 "
        "instructions (8.6x faster than fp32 on such a CPU, docs/performance.md)")
-      ("log", po::value(&c.log), "JSON-lines log (default: OUT with .log.jsonl)");
+      ("log", po::value(&c.log), "JSON-lines log (default: OUT with .log.jsonl)")
+      ("dist-backend", po::value(&c.dist.backend)->default_value(c.dist.backend),
+       "data-parallel runs (torchrun/srun set RANK, WORLD_SIZE, ...; docs/scaling.md): auto | gloo | nccl")
+      ("dist-init", po::value(&c.dist.init)->default_value(c.dist.init),
+       "rendezvous: env (MASTER_ADDR:MASTER_PORT) | file:///shared/path")
+      ("dist-timeout", po::value(&c.dist.timeout_s)->default_value(c.dist.timeout_s),
+       "seconds before a missing, dead or hung rank makes the others stop with an error")
+      ("bucket-mb", po::value(&c.cfg.bucket_mb)->default_value(c.cfg.bucket_mb),
+       "gradient all-reduce bucket size in MB, started during backward (0: one all-reduce after backward)");
 }
 
 void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffusion::Source> data,
-                  std::shared_ptr<diffusion::Source> val) {
+                  std::shared_ptr<diffusion::Source> val, const std::shared_ptr<diffusion::Group>& group) {
   AMBIENT_CHECK(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16",
                 "--precision: expected auto|fp32|bf16, got '", c.precision, "'");
   c.cfg.bf16 = c.precision == "bf16" || (c.precision == "auto" && cpu_has_bf16());
   if (c.log.empty()) c.log = c.out + ".log.jsonl";
-  // The log is appended on resume so it keeps the whole history; a fresh run starts it anew.
-  std::ofstream log(c.log, c.resume ? std::ios::app : std::ios::trunc);
-  AMBIENT_CHECK(log.good(), "training: cannot write the log ", c.log);
-  std::cout << diffusion::objective_name(c.cfg.objective) << " (" << (c.cfg.bf16 ? "bf16" : "fp32")
-            << "): " << data->total() << " slices, network "
-            << state.model->config_string() << ", from step " << state.step << " to " << c.cfg.steps
-            << "\n";
-  Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps);
+  const bool main_rank = group->is_main();
+  // Only rank 0 writes the log and the checkpoints. The log is appended on resume so it keeps the whole history.
+  std::ofstream log;
+  if (main_rank) {
+    log.open(c.log, c.resume ? std::ios::app : std::ios::trunc);
+    AMBIENT_CHECK(log.good(), "training: cannot write the log ", c.log);
+    std::cout << diffusion::objective_name(c.cfg.objective) << " (" << (c.cfg.bf16 ? "bf16" : "fp32")
+              << "): " << data->total() << " slices, network " << state.model->config_string() << ", from step "
+              << state.step << " to " << c.cfg.steps << "\n";
+    if (group->distributed())
+      std::cout << "data-parallel: " << group->world() << " ranks (" << group->backend() << "), " << c.cfg.batch
+                << " images per rank, " << c.cfg.batch * group->world() << " per step\n";
+  }
+  Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps, main_rank);
   double smoothed = NAN;
   diffusion::train(state, c.cfg, data, val, c.out, [&](const diffusion::StepReport& r) {
     smoothed = std::isnan(smoothed) ? r.loss : 0.95 * smoothed + 0.05 * r.loss;
     JsonObject j;
     j.add("step", static_cast<double>(r.step)).add("loss", r.loss).add("lr", r.lr);
     j.add("images_per_s", r.images_per_s);
+    if (group->distributed()) j.add("allreduce_s", r.comm_s).add("world", static_cast<double>(group->world()));
     if (!std::isnan(r.val_loss)) j.add("val_loss", r.val_loss);
     if (r.checkpointed) j.add("checkpoint", c.out);
     log << j.str(0) << "\n" << std::flush;
@@ -89,9 +105,9 @@ void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffu
     note << std::setprecision(4) << "loss " << smoothed << "  " << std::setprecision(3) << r.images_per_s << " img/s";
     if (!std::isnan(r.val_loss)) note << "  val " << std::setprecision(4) << r.val_loss;
     bar.update(r.step, note.str());
-  });
+  }, group);
   bar.finish();
-  std::cout << "wrote " << c.out << " (step " << state.step << "), log " << c.log << "\n";
+  if (main_rank) std::cout << "wrote " << c.out << " (step " << state.step << "), log " << c.log << "\n";
 }
 
 }  // namespace
@@ -119,6 +135,7 @@ int run_pretrain(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse("pretrain", "--data VOLUMES... --out model.pt [options]", opts, pos, args, vm)) return 0;
+  const auto group = diffusion::Group::join(c.dist);  // first: a rank that cannot join fails before any work
   c.cfg.flips = !vm.count("no-flips");
   net.channel_mult = int_list(mult, "--channel-mult");
   net.attention_levels = attention.empty() ? std::vector<int64_t>{} : int_list(attention, "--attention");
@@ -149,7 +166,7 @@ int run_pretrain(const std::vector<std::string>& args) {
   diffusion::TrainState state = c.resume          ? diffusion::load_state(c.out, c.cfg, true)
                                  : !init.empty() ? diffusion::load_state(init, c.cfg, false)
                                                  : diffusion::new_state(net, edm, c.cfg);
-  run_training(c, state, data, val);
+  run_training(c, state, data, val, group);
   return 0;
 }
 
@@ -182,6 +199,7 @@ int run_finetune(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("finetune", "--data SCANS... --init foundation.pt --out model.pt [options]", opts, pos, args, vm))
     return 0;
+  const auto group = diffusion::Group::join(c.dist);
   c.cfg.flips = !vm.count("no-flips");
   AMBIENT_CHECK(corruption == "fourier" || corruption == "block", "finetune --corruption: expected fourier|block, "
                 "got '", corruption, "'");
@@ -224,7 +242,7 @@ int run_finetune(const std::vector<std::string>& args) {
     scratch_net.cond_channels = needed;
     state = diffusion::new_state(scratch_net, diffusion::EdmConfig{}, c.cfg);
   }
-  run_training(c, state, data, val);
+  run_training(c, state, data, val, group);
   return 0;
 }
 

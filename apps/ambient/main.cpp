@@ -82,13 +82,13 @@ int main(int argc, char** argv) {
     if (command == "export") return ambient::app::run_export(rest);
     ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, eval, export; see 'ambient --help')");
   } catch (const ambient::Error& e) {
-    std::cerr << "ambient: error: " << e.what() << "\n";
+    std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << e.what() << "\n";
     return 1;
   } catch (const c10::Error& e) {
-    std::cerr << "ambient: error: " << e.what_without_backtrace() << "\n";
+    std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << e.what_without_backtrace() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "ambient: error: " << e.what() << "\n";
+    std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << e.what() << "\n";
     return 1;
   }
 }

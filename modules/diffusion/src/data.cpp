@@ -258,9 +258,11 @@ Example flip(const Example& e, bool horizontal, bool vertical) {
 }
 
 Loader::Loader(std::shared_ptr<Source> source, int64_t batch, uint64_t seed, int64_t first_step, bool flips,
-               int64_t depth)
-    : source_(std::move(source)), batch_(batch), seed_(seed), flips_(flips), depth_(depth), next_step_(first_step) {
+               int64_t depth, int64_t rank, int64_t world)
+    : source_(std::move(source)), batch_(batch), seed_(seed), flips_(flips), depth_(depth), rank_(rank),
+      world_(world), next_step_(first_step) {
   AMBIENT_CHECK(batch_ >= 1, "training: expected a batch size >= 1, got ", batch_);
+  AMBIENT_CHECK(world_ >= 1 && rank_ >= 0 && rank_ < world_, "training: rank ", rank_, " outside a world of ", world_);
   thread_ = std::thread([this] { work(); });
 }
 
@@ -285,7 +287,7 @@ void Loader::work() {
       }
       std::vector<Example> examples;
       for (int64_t i = 0; i < batch_; ++i) {
-        const int64_t k = step * batch_ + i;
+        const int64_t k = first_index(step, batch_, rank_, world_) + i;
         const auto [f, s] = order.at(k);
         Example e = source_->load(f, s);
         if (flips_) {

@@ -296,68 +296,133 @@ ModelPtr load_denoiser(const std::string& path) {
 }
 
 torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfig& cfg, uint64_t draw_seed,
-                         bool holdout) {
-  auto gen = at::detail::createCPUGenerator(draw_seed);
-  std::mt19937_64 rng(draw_seed);
+                         bool holdout, int64_t first_index) {
   const EdmConfig edm = model->training_edm();
   auto d = as_denoiser(model);
   const int64_t n = b.size();
+  // Every example draws σ, its noise and Ã from its own generator, seeded by (draw_seed, global index): a batch
+  // split over ranks (distributed.hpp) draws exactly what the whole batch draws in one process.
+  std::vector<torch::Tensor> sigma, noise, extra;
+  for (int64_t j = 0; j < n; ++j) {
+    const uint64_t example_seed = step_seed(draw_seed, first_index + j, 5);
+    auto gen = at::detail::createCPUGenerator(example_seed);
+    std::mt19937_64 rng(example_seed);
+    switch (cfg.objective) {
+      case Objective::clean:
+      case Objective::naive: break;
+      case Objective::ambient_image:
+        AMBIENT_CHECK(b.mask.defined(), "ambient-image objective: the data carry no corruption mask (use block data)");
+        extra.push_back(cfg.extra_blocks > 0
+                            ? further_corrupt_blocks(b.mask.narrow(0, j, 1), cfg.extra_blocks, 4, 16, rng)
+                            : further_corrupt_pixels(b.mask.narrow(0, j, 1), cfg.delta, gen));
+        break;
+      case Objective::ambient_fourier:
+        AMBIENT_CHECK(b.ksp.defined(), "ambient-fourier objective: the data carry no k-space (use Fourier data)");
+        extra.push_back(further_subsample_lines(b.lines.narrow(0, j, 1), b.calib.narrow(0, j, 1), cfg.delta, rng));
+        break;
+    }
+    sigma.push_back(sample_sigma(1, edm, gen));
+    if (cfg.objective == Objective::ambient_fourier)
+      noise.push_back(torch::randn({1, b.ksp.size(2), b.ksp.size(3)}, gen, torch::kComplexFloat));
+    else {
+      // image data, or the zero-filled image of k-space data (naive)
+      const std::vector<int64_t> shape = b.image.defined()
+                                             ? std::vector<int64_t>{1, b.image.size(1), b.image.size(2), b.image.size(3)}
+                                             : std::vector<int64_t>{1, 2, b.ksp.size(2), b.ksp.size(3)};
+      noise.push_back(torch::randn(shape, gen, torch::kFloat));
+    }
+  }
+  NoiseDraw draw{torch::cat(sigma), torch::cat(noise)};
   switch (cfg.objective) {
     case Objective::clean:
     case Objective::naive: {
       // naive: the corrupted image (zero-filled, or with holes) taken as if it were clean
       auto x0 = b.image.defined() ? b.image : zero_filled_channels(b);
-      NoiseDraw draw{sample_sigma(n, edm, gen), torch::randn(x0.sizes(), gen, torch::kFloat)};
       return cfg.objective == Objective::clean ? clean_loss(d, x0, draw, edm) : naive_loss(d, x0, draw, edm);
     }
     case Objective::ambient_image: {
-      AMBIENT_CHECK(b.mask.defined(), "ambient-image objective: the data carry no corruption mask (use block data)");
-      auto a_tilde = cfg.extra_blocks > 0 ? further_corrupt_blocks(b.mask, cfg.extra_blocks, 4, 16, rng)
-                                          : further_corrupt_pixels(b.mask, cfg.delta, gen);
-      NoiseDraw draw{sample_sigma(n, edm, gen), torch::randn(b.image.sizes(), gen, torch::kFloat)};
+      auto a_tilde = torch::cat(extra);
       return ambient_image_loss(d, b.image, b.mask, a_tilde, draw, edm, holdout ? b.mask - a_tilde : torch::Tensor());
     }
     case Objective::ambient_fourier: {
-      AMBIENT_CHECK(b.ksp.defined(), "ambient-fourier objective: the data carry no k-space (use Fourier data)");
       FourierBatch fb{b.ksp, b.maps, b.lines, b.calib};
-      auto mt = further_subsample_lines(b.lines, b.calib, cfg.delta, rng);
-      NoiseDraw draw{sample_sigma(n, edm, gen),
-                     torch::randn({n, b.ksp.size(2), b.ksp.size(3)}, gen, torch::kComplexFloat)};
+      auto mt = torch::cat(extra);
       return ambient_fourier_loss(d, fb, mt, draw, edm, holdout ? (b.lines & ~mt) : torch::Tensor());
     }
   }
   fail("objective: unknown");
 }
 
+namespace {
+
+// A float64 checksum of the weights: ranks that hold the same weights give bit-identical sums.
+double weight_checksum(torch::nn::Module& m) {
+  torch::NoGradGuard g;
+  double total = 0;
+  for (const auto& p : m.parameters()) total += p.to(torch::kDouble).sum().item<double>();
+  return total;
+}
+
+double string_checksum(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return static_cast<double>(h >> 11);  // exact in a double
+}
+
+void join_job(TrainState& s, const TrainConfig& cfg, Group& group) {
+  AMBIENT_CHECK(group.agree(string_checksum(s.model->config_string())) && group.agree(static_cast<double>(s.step)) &&
+                    group.agree(static_cast<double>(cfg.batch)) && group.agree(static_cast<double>(cfg.seed)) &&
+                    group.agree(static_cast<double>(cfg.steps)) && group.agree(string_checksum(s.objective)),
+                "distributed: the ranks disagree on the network, step, batch, seed, steps or objective; start every "
+                "rank with the same command line (and --resume on all or none)");
+  std::vector<torch::Tensor> state;
+  for (auto* m : {s.model.get(), s.ema.get()}) {
+    for (auto& p : m->parameters()) state.push_back(p);
+    for (auto& b : m->buffers()) state.push_back(b);
+  }
+  group.broadcast(state);  // every rank starts from rank 0's weights
+}
+
+}  // namespace
+
 void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, std::shared_ptr<Source> validation,
-           const std::string& checkpoint, const TrainMonitor& monitor) {
+           const std::string& checkpoint, const TrainMonitor& monitor, std::shared_ptr<Group> group) {
   AMBIENT_CHECK(cfg.steps >= 0 && cfg.batch >= 1, "training: expected steps >= 0 and batch >= 1");
   AMBIENT_CHECK(cfg.lr > 0 && std::isfinite(cfg.lr), "training: expected a positive learning rate, got ", cfg.lr);
   AMBIENT_CHECK(cfg.delta >= 0 && cfg.delta < 1, "training: expected δ in [0, 1), got ", cfg.delta);
   AMBIENT_CHECK(s.step <= cfg.steps, "training: the checkpoint is at step ", s.step, ", beyond --steps ", cfg.steps);
+  if (!group) group = std::make_shared<Group>();
+  const int64_t rank = group->rank(), world = group->world();
   if (cfg.threads > 0) torch::set_num_threads(cfg.threads);
   s.objective = objective_name(cfg.objective);
+  if (group->distributed()) join_job(s, cfg, *group);
   const double beta = std::pow(0.5, 1.0 / std::max(1e-9, cfg.ema_halflife));
-  Loader loader(std::move(data), cfg.batch, cfg.seed, s.step, cfg.flips);
+  Loader loader(std::move(data), cfg.batch, cfg.seed, s.step, cfg.flips, 2, rank, world);
   s.model->train();
   auto params = s.model->parameters();
   auto ema_params = s.ema->parameters();
+  GradientSync sync(group, params, cfg.bucket_mb);
   auto last = std::chrono::steady_clock::now();
   while (s.step < cfg.steps) {
     Batch b = loader.next();
     const double lr = cfg.lr * std::min(1.0, static_cast<double>(s.step + 1) / std::max<int64_t>(1, cfg.warmup));
-    for (auto& group : s.optimizer->param_groups())
-      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-    torch::manual_seed(step_seed(cfg.seed, s.step, 3));  // dropout
+    for (auto& group_options : s.optimizer->param_groups())
+      static_cast<torch::optim::AdamOptions&>(group_options.options()).lr(lr);
+    torch::manual_seed(step_seed(cfg.seed, s.step, 3 + 1000 * static_cast<uint64_t>(rank)));  // dropout
     torch::Tensor loss;
     {
       Bf16Autocast autocast(cfg.bf16);
-      loss = batch_loss(s.model, b, cfg, step_seed(cfg.seed, s.step, 1), false);
+      loss = batch_loss(s.model, b, cfg, step_seed(cfg.seed, s.step, 1), false,
+                        Loader::first_index(s.step, cfg.batch, rank, world));
     }
-    AMBIENT_CHECK(std::isfinite(loss.item<double>()), "training: the loss became ", loss.item<double>(), " at step ",
-                  s.step, "; lower --lr or check the data for NaNs");
     s.optimizer->zero_grad();
+    sync.begin();
     loss.backward();
+    double loss_value = loss.item<double>();
+    const double comm_s = sync.finish(loss_value);  // gradients and loss: means over ranks
+    // Every rank sees the same mean loss, so all stop together.
+    AMBIENT_CHECK(std::isfinite(loss_value), "training: the loss became ", loss_value, " at step ", s.step,
+                  "; lower --lr or check the data for NaNs");
     if (cfg.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, cfg.grad_clip);
     s.optimizer->step();
     {
@@ -368,27 +433,34 @@ void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, 
     StepReport r;
     r.step = s.step;
     r.steps = cfg.steps;
-    r.loss = loss.item<double>();
+    r.loss = loss_value;
     r.lr = lr;
+    r.comm_s = comm_s;
     const auto now = std::chrono::steady_clock::now();
-    r.images_per_s = cfg.batch / std::max(1e-9, std::chrono::duration<double>(now - last).count());
+    r.images_per_s = cfg.batch * world / std::max(1e-9, std::chrono::duration<double>(now - last).count());
     last = now;
     if (validation && cfg.val_every > 0 && (s.step % cfg.val_every == 0 || s.step == cfg.steps)) {
+      // Validation batch i runs on rank i mod W; the same batches and draws as in one process.
       torch::NoGradGuard g;
       s.ema->eval();
-      Loader val(validation, cfg.batch, cfg.seed + 7, 0, false, 1);
-      double total = 0;
-      for (int64_t i = 0; i < cfg.val_batches; ++i)
-        total += batch_loss(s.ema, val.next(), cfg, step_seed(cfg.seed + 7, i, 2), true).item<double>();
-      r.val_loss = total / std::max<int64_t>(1, cfg.val_batches);
+      Loader val(validation, cfg.batch, cfg.seed + 7, 0, false, 1, rank, world);
+      auto total = torch::zeros({1}, torch::kFloat);
+      for (int64_t i = rank; i < cfg.val_batches; i += world)
+        total += batch_loss(s.ema, val.next(), cfg, step_seed(cfg.seed + 7, i, 2), true).to(torch::kFloat);
+      group->allreduce_sum(total);
+      r.val_loss = total.item<double>() / std::max<int64_t>(1, cfg.val_batches);
       last = std::chrono::steady_clock::now();  // validation time is not training throughput
     }
     if (!checkpoint.empty() && (s.step % std::max<int64_t>(1, cfg.checkpoint_every) == 0 || s.step == cfg.steps)) {
-      save_checkpoint(checkpoint, s, cfg);
+      // Ranks must hold identical weights; a checksum compare costs one tiny all-reduce.
+      AMBIENT_CHECK(group->agree(weight_checksum(*s.model)),
+                    "distributed: the ranks' weights diverged at step ", s.step, " (a bug, or ranks built with "
+                    "different LibTorch versions); the last checkpoint is kept");
+      if (group->is_main()) save_checkpoint(checkpoint, s, cfg);
       r.checkpointed = true;
       last = std::chrono::steady_clock::now();
     }
-    if (monitor) monitor(r);
+    if (monitor && group->is_main()) monitor(r);
   }
 }
 

@@ -85,11 +85,17 @@ class Order {
   std::vector<std::pair<int64_t, int64_t>> cache_;
 };
 
-/// Prepares batch t (examples t*B ... t*B+B-1, with seeded flips) on a background thread, `depth` batches ahead.
+/// Prepares batch t on a background thread, `depth` batches ahead: examples k = (t·W + r)·B ... (t·W + r)·B + B-1
+/// of the order (with seeded flips) for rank r of W processes; one process (W = 1) takes t·B ... t·B+B-1. The W
+/// ranks together take exactly the global batch of size W·B that one process would, and each reads only its part.
 class Loader {
  public:
   Loader(std::shared_ptr<Source> source, int64_t batch, uint64_t seed, int64_t first_step, bool flips,
-         int64_t depth = 2);
+         int64_t depth = 2, int64_t rank = 0, int64_t world = 1);
+  /// The order index of the first example of step t's batch on this rank.
+  static int64_t first_index(int64_t step, int64_t batch, int64_t rank, int64_t world) {
+    return (step * world + rank) * batch;
+  }
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -103,6 +109,7 @@ class Loader {
   uint64_t seed_;
   bool flips_;
   int64_t depth_;
+  int64_t rank_, world_;
   int64_t next_step_;
   std::deque<Batch> ready_;
   std::exception_ptr error_;
