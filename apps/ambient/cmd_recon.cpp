@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/diffusion/distributed.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/coils.hpp"
@@ -15,6 +16,29 @@
 #include "cli.hpp"
 
 namespace ambient::app {
+namespace {
+
+// The slices `idx` of a scan (a rank's share of the work).
+mri::Scan select_slices(const mri::Scan& scan, const torch::Tensor& idx) {
+  mri::Scan sub = scan;
+  sub.ksp = scan.ksp.index_select(0, idx);
+  sub.mask = scan.mask.index_select(0, idx);
+  sub.calib = scan.calib.index_select(0, idx);
+  if (scan.calib_ksp.defined()) sub.calib_ksp = scan.calib_ksp.index_select(0, idx);
+  sub.geometry.slices.clear();
+  for (int64_t i = 0; i < idx.numel(); ++i) sub.geometry.slices.push_back(scan.geometry.slices.at(idx[i].item<int64_t>()));
+  return sub;
+}
+
+// Sums a complex or real tensor over ranks in place (each rank filled only its own slices).
+void sum_over_ranks(diffusion::Group& group, torch::Tensor& t) {
+  if (!group.distributed()) return;
+  auto real = t.is_complex() ? torch::view_as_real(t) : t;
+  AMBIENT_CHECK(real.is_contiguous(), "recon: internal: expected a contiguous tensor to gather");
+  group.allreduce_sum(real);
+}
+
+}  // namespace
 
 int run_recon(const std::vector<std::string>& args) {
   po::options_description opts("recon options");
@@ -26,6 +50,7 @@ int run_recon(const std::vector<std::string>& args) {
   mri::CgConfig cg;
   cg.lambda = 0.01;
   bool no_prewhiten = false;
+  diffusion::DistConfig dist;
   opts.add_options()
       ("file", po::value(&file)->required(), "scan (.h5 ISMRMRD/fastMRI, .cfl)")
       ("method,m", po::value(&method)->default_value("cg-sense"),
@@ -56,7 +81,11 @@ int run_recon(const std::vector<std::string>& args) {
       ("no-prewhiten", po::bool_switch(&no_prewhiten), "do not whiten coils with the file's noise scan")
       ("repetition", po::value(&ro.repetition)->default_value(ro.repetition), "ISMRMRD repetition (-1: average)")
       ("average", po::value(&ro.average)->default_value(ro.average), "ISMRMRD average index (-1: average them)")
-      ("group", po::value(&ro.ismrmrd_group)->default_value(ro.ismrmrd_group), "ISMRMRD group name");
+      ("group", po::value(&ro.ismrmrd_group)->default_value(ro.ismrmrd_group), "ISMRMRD group name")
+      ("dist-init", po::value(&dist.init)->default_value(dist.init),
+       "launched as several ranks (torchrun/srun, docs/scaling.md): slices are shared out round-robin and rank 0 "
+       "writes every output once; rendezvous env (MASTER_ADDR:MASTER_PORT) | file:///shared/path")
+      ("dist-timeout", po::value(&dist.timeout_s)->default_value(dist.timeout_s), "seconds before a lost rank fails");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -71,6 +100,8 @@ int run_recon(const std::vector<std::string>& args) {
   AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");
   AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
                 "recon --precision: expected auto|fp32|bf16, got '", precision, "'");
+  const auto group = diffusion::Group::join(dist);
+  const bool main_rank = group->is_main();
   diffusion::ModelPtr model;
   if (with_model) model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
@@ -81,6 +112,7 @@ int run_recon(const std::vector<std::string>& args) {
   }
   ro.prewhiten = !no_prewhiten;
   const mri::Scan scan = mri::read_scan(file, ro);
+  const auto mine = diffusion::shard(scan.slices(), group->rank(), group->world());
   torch::Tensor ref;
   if (!reference.empty()) {
     ref = mri::read_nifti(reference).data;
@@ -101,43 +133,61 @@ int run_recon(const std::vector<std::string>& args) {
                   " (slice, coil, ky, kx) do not match the scan's k-space ", shape_string(scan.ksp.sizes().vec()),
                   "; missing coil data or a different matrix?");
   } else {
+    // Each rank estimates the maps of its own slices; the sum over ranks completes them everywhere.
     const auto calib_ksp = scan.calibration_kspace();
-    std::vector<torch::Tensor> maps_list;
-    Progress maps_bar("coil maps (ESPIRiT)", scan.slices());
-    for (int64_t s = 0; s < scan.slices(); ++s) {
-      maps_list.push_back(mri::espirit_maps(calib_ksp[s], scan.calib[s], ec));
-      maps_bar.update(s + 1);
+    maps = torch::zeros_like(scan.ksp);
+    Progress maps_bar("coil maps (ESPIRiT)", static_cast<int64_t>(mine.size()), main_rank);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const int64_t s = mine[i];
+      maps[s].copy_(mri::espirit_maps(calib_ksp[s], scan.calib[s], ec));
+      maps_bar.update(static_cast<int64_t>(i) + 1);
     }
     maps_bar.finish();
-    maps = torch::stack(maps_list);
+    sum_over_ranks(*group, maps);
   }
-  if (!maps_out.empty()) mri::write_cfl_kspace(maps_out, maps);
+  if (!maps_out.empty() && main_rank) mri::write_cfl_kspace(maps_out, maps);
   const auto a = mri::make_sense(maps, scan.kspace_mask());
   const auto zf = mri::zero_filled(a, scan.ksp);
   torch::Tensor x = zf;
   torch::Tensor std_map;
-  if (with_model) {
+  // This rank's slices (all of them in a lone process).
+  const auto idx = torch::tensor(mine, torch::kLong);
+  const mri::Scan part = group->distributed() ? select_slices(scan, idx) : scan;
+  const auto part_maps = group->distributed() ? maps.index_select(0, idx) : maps;
+  if (mine.empty()) {
+    x = torch::zeros_like(zf);  // more ranks than slices: this one only joins the gather
+    if (with_model) std_map = torch::zeros(zf.sizes());
+  } else if (with_model) {
     rc.method = method;
     rc.bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
-    Progress bar(method + " sampling (" + std::to_string(rc.samples) + " samples/slice)", rc.posterior.schedule.steps);
-    const auto r = diffusion::reconstruct(model, scan, maps, rc, [&](int64_t step, double sigma) {
+    Progress bar(method + " sampling (" + std::to_string(rc.samples) + " samples/slice)", rc.posterior.schedule.steps,
+                 main_rank);
+    rc.seed += 1000003ull * static_cast<uint64_t>(group->rank());  // deterministic for a seed and a world size
+    const auto r = diffusion::reconstruct(model, part, part_maps, rc, [&](int64_t step, double sigma) {
       std::ostringstream note;
       note << std::setprecision(3) << "sigma " << sigma;
       bar.update(step, note.str());
     });
     bar.finish();
-    x = r.mean;
-    std_map = r.std;
+    x = torch::zeros_like(zf).index_copy_(0, idx, r.mean);
+    std_map = torch::zeros(zf.sizes()).index_copy_(0, idx, r.std);
   } else if (method == "cg-sense") {
-    Progress bar("CG-SENSE", cg.iterations);
-    x = mri::cg_sense(a, scan.ksp, cg, {}, [&](int it, double rel) {
+    Progress bar("CG-SENSE", cg.iterations, main_rank);
+    const auto a_part = mri::make_sense(part_maps, part.kspace_mask());
+    auto x_part = mri::cg_sense(a_part, part.ksp, cg, {}, [&](int it, double rel) {
       std::ostringstream note;
       note << std::scientific << std::setprecision(2) << "residual " << rel;
       bar.update(it, note.str());
       return true;
     });
     bar.finish();
+    x = torch::zeros_like(zf).index_copy_(0, idx, x_part);
   }
+  if (group->distributed() && method != "zero-filled") {
+    sum_over_ranks(*group, x);
+    if (std_map.defined()) sum_over_ranks(*group, std_map);
+  }
+  if (!main_rank) return 0;  // rank 0 writes every output, once
   const auto mag = x.abs();
   mri::write_nifti(output, mri::volume_from_geometry(mag, scan.geometry));
   std::cout << "wrote " << output << " (" << scan.slices() << " x " << scan.ny() << " x " << scan.nx() << ", "

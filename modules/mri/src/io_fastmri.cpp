@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "ambient/mri/error.hpp"
+#include "hdf5_locking.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
 
@@ -93,6 +94,7 @@ void write_double_attribute(hid_t obj, const char* name, double value) {
 Scan read_fastmri(const std::string& path, const ReadOptions& opt) {
   AMBIENT_CHECK(std::filesystem::exists(path), "fastMRI reader: file not found: ", path);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  detail::disable_hdf5_file_locking();
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   AMBIENT_CHECK(file.valid(), "fastMRI reader: cannot open as HDF5 (truncated or not HDF5): ", path);
   AMBIENT_CHECK(has_link(file.get(), "kspace"), "fastMRI reader: expected a dataset 'kspace', got none in ", path);

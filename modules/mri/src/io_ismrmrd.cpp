@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "ambient/mri/error.hpp"
+#include "hdf5_locking.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/log.hpp"
 #include "ambient/mri/masks.hpp"
@@ -44,6 +45,7 @@ void require_file(const std::string& path, const char* what) {
 
 Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
   require_file(path, "ISMRMRD reader");
+  detail::disable_hdf5_file_locking();
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   std::unique_ptr<ISMRMRD::Dataset> d;
   std::string xml;

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "ambient/mri/error.hpp"
+#include "hdf5_locking.hpp"
 #include "ambient/mri/io.hpp"
 
 namespace ambient::mri {
@@ -14,6 +15,7 @@ std::string detect_format(const std::string& path, const ReadOptions& opt) {
   if (ext == ".cfl" || ext == ".hdr" || (!fs::exists(path) && fs::exists(path + ".hdr"))) return "cfl";
   AMBIENT_CHECK(fs::exists(path), "scan: file not found: ", path);
   AMBIENT_CHECK(fs::is_regular_file(path), "scan: expected a file, got a directory or device: ", path);
+  detail::disable_hdf5_file_locking();
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   AMBIENT_CHECK(H5Fis_hdf5(path.c_str()) > 0, "scan: ", path, " is neither HDF5 (ISMRMRD, fastMRI) nor BART cfl; "
                 "is it truncated?");
