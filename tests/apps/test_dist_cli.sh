@@ -60,6 +60,18 @@ grep -q '"nmse": 0[,}]' cmp.json && ok "sharded recon equals the one-process rec
 [ "$(ls png | wc -l)" = 6 ] && ok "one PNG per slice" || bad "PNG count"
 ls .three* *.tmp* 2> /dev/null && bad "temporary files left" || ok "no temporary files"
 
+# Launched by torchrun (python3-torch), whose agent serves the store itself.
+if command -v torchrun > /dev/null; then
+  mkdir -p bin && ln -sf "$AMBIENT" bin/ambient
+  PATH=$PWD/bin:$PATH timeout 120 torchrun --nproc_per_node=2 --master_port "$(port)" -r 2 -t 2 --log_dir tr_logs \
+    --no_python ambient recon "$SCAN" --method cg-sense -o torchrun.nii.gz > torchrun.log 2>&1
+  "$AMBIENT" eval --reference one.nii.gz torchrun.nii.gz --json cmp2.json > /dev/null 2>&1
+  grep -q '"nmse": 0[,}]' cmp2.json && ok "torchrun-launched recon equals the one-process recon" \
+    || { bad "torchrun recon"; tail -20 torchrun.log; }
+else
+  echo "skip: torchrun not installed"
+fi
+
 # A missing rank: rank 0 alone waits for the rendezvous, then says what to check.
 MASTER_ADDR=127.0.0.1 MASTER_PORT=$(port) WORLD_SIZE=2 RANK=0 timeout 60 "$AMBIENT" recon "$SCAN" -o lone.nii.gz \
   --dist-timeout 2 > lone.log 2>&1

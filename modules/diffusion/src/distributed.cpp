@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -111,13 +112,18 @@ std::shared_ptr<Group> Group::join(const DistConfig& config) {
       where = std::string(addr) + ":" + std::to_string(port);
       c10d::TCPStoreOptions o;
       o.port = static_cast<uint16_t>(port);
-      o.isServer = p.rank == 0;
+      // Under torchrun the agent already serves the store on MASTER_PORT and says so; rank 0 then joins as a client.
+      const char* agent_store = env("TORCHELASTIC_USE_AGENT_STORE");
+      o.isServer = p.rank == 0 && !(agent_store && std::string(agent_store) == "True");
       o.numWorkers = static_cast<size_t>(p.world);
       o.waitWorkers = true;
       o.timeout = timeout;
       g->impl_->store = c10::make_intrusive<c10d::TCPStore>(addr, o);
       if (!is_loopback(addr)) host.clear();
     }
+    // Our keys apart from a launcher's, and apart from those of an earlier attempt after a torchrun restart.
+    g->impl_->store = c10::make_intrusive<c10d::PrefixStore>(
+        "ambient/" + std::to_string(env_int("TORCHELASTIC_RESTART_COUNT", 0)) + "/", g->impl_->store);
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
     if (const char* ifname = env("GLOO_SOCKET_IFNAME"))
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
