@@ -60,6 +60,17 @@ grep -q '"nmse": 0[,}]' cmp.json && ok "sharded recon equals the one-process rec
 [ "$(ls png | wc -l)" = 6 ] && ok "one PNG per slice" || bad "PNG count"
 ls .three* *.tmp* 2> /dev/null && bad "temporary files left" || ok "no temporary files"
 
+# Rendezvous through a shared file instead of TCP.
+pids=()
+for r in 0 1; do
+  WORLD_SIZE=2 RANK=$r "$AMBIENT" recon "$SCAN" --method cg-sense -o filestore.nii.gz \
+    --dist-init "file://$PWD/job.store" > fs.$r.log 2>&1 &
+  pids+=($!)
+done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done
+"$AMBIENT" eval --reference one.nii.gz filestore.nii.gz --json cmp3.json > /dev/null 2>&1
+[ $rc = 0 ] && grep -q '"nmse": 0[,}]' cmp3.json && ok "file-store rendezvous" || { bad "file store"; cat fs.*.log; }
+
 # Launched by torchrun (python3-torch), whose agent serves the store itself.
 if command -v torchrun > /dev/null; then
   mkdir -p bin && ln -sf "$AMBIENT" bin/ambient
