@@ -3,7 +3,7 @@
 # compares them on held-out slices at R = 4 and R = 8 with zero-filled, CG-SENSE and BART pics l1-wavelet (best λ),
 # plus the memorisation measure. Everything runs in one go; sizes and schedules come from the environment:
 #   FOUNDATION=data/models/foundation.pt MATRIX=128 STEPS=2000 SAMPLES=4 SAMPLER_STEPS=32 OUT=out/results
-#   RESULTS_MD=docs/results.md (set to /dev/null for a smoke run)
+#   RESULTS_MD=docs/results.md (set to /dev/null for a smoke run) RESULTS_IMAGES=docs/images (figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$PWD/build/apps/ambient
@@ -14,6 +14,7 @@ SAMPLES=${SAMPLES:-4}
 SSTEPS=${SAMPLER_STEPS:-32}
 O=${OUT:-out/results}
 MD=${RESULTS_MD:-docs/results.md}
+IMAGES=${RESULTS_IMAGES:-docs/images}
 BATCH=${BATCH:-8}
 mkdir -p "$O"
 scripts/make_target_data.sh "$O/target" "$N" > /dev/null
@@ -27,6 +28,9 @@ train() {  # skips models already trained; shows the log and stops on failure
 train ambient_finetuned finetune "${TRAIN[@]}" --init "$FOUNDATION" --corruption fourier --further-accel 5
 train ambient_scratch finetune "${TRAIN[@]}" --corruption fourier --further-accel 5
 train naive finetune "${TRAIN[@]}" --objective naive
+# The paper's block experiment: image-domain boxes erase ~90% of each clean training slice (A); Ã erases more.
+train block_ambient finetune --data "$T/train_clean.h5" --steps "$STEPS" --batch "$BATCH" --checkpoint-every 500 \
+  --init "$FOUNDATION" --corruption block --blocks 48 --block-size 16,40 --extra-blocks 4
 train clean pretrain --data "$T/train_clean.h5" --init "$FOUNDATION" --steps "$STEPS" --batch "$BATCH" \
   --checkpoint-every 500
 
@@ -38,9 +42,12 @@ add_row() {  # NAME R RECON SECONDS
   "$A" eval --reference "$T/heldout/r$2_ref.nii.gz" "$3" --json "$O/eval.json" > /dev/null
   local per_slice
   per_slice=$(printf "%.2f" "$(echo "$4 / 3" | bc -l)")
+  echo "$1,$2,$(metric "$O/eval.json" psnr),$(metric "$O/eval.json" ssim),$(metric "$O/eval.json" nmse),$per_slice,$3" \
+    >> "$O/results.csv"
   rows+=("| $1 | $2 | $(printf %.2f "$(metric "$O/eval.json" psnr)") | $(printf %.4f "$(metric "$O/eval.json" ssim)") | $(printf %.4f "$(metric "$O/eval.json" nmse)") | $per_slice |")
   echo "${rows[-1]}"
 }
+echo "method,R,psnr,ssim,nmse,seconds_per_slice,volume" > "$O/results.csv"
 for R in 4 8; do
   S=$T/heldout/r$R.h5
   t=$(timed "$A" recon "$S" --method zero-filled -o "$O/zf$R.nii.gz"); add_row zero-filled "$R" "$O/zf$R.nii.gz" "$t"
@@ -76,6 +83,10 @@ for m in ambient_finetuned clean; do
   "$A" eval --samples "$O/samples_$m.nii.gz" --training "$T/train_clean_ref.nii.gz" --json "$O/memo_$m.json" > /dev/null
   memo+=("| $m | $(sed -n 's/.*"nearest_ncc": {\([^}]*\)}.*/\1/p' "$O/memo_$m.json") |")
 done
+"$A" sample --model "$O/block_ambient.pt" -n 16 --size "$N" --steps "$SSTEPS" --further-delta 0.5 \
+  -o "$O/samples_block_ambient.png" > /dev/null 2>&1
+block_missing=$(sed -n 's/.*A erases \([0-9.]*\)%.*/\1/p' "$O/block_ambient.train.log" | head -1)
+/usr/bin/python3 bench/plot_results.py "$O" "$T/heldout" "$IMAGES"
 {
   echo "# Results"
   echo
@@ -91,5 +102,19 @@ done
   echo "| model | nearest-neighbour NCC |"
   echo "|---|---|"
   printf "%s\n" "${memo[@]}"
+  echo
+  echo "![quality vs time]($(basename "$IMAGES")/results_quality_vs_time.png)"
+  echo
+  echo "Held-out slice 2 at R = 4 and R = 8 (top: magnitude; bottom: 5× absolute error):"
+  echo
+  echo "![R = 4]($(basename "$IMAGES")/results_examples_r4.png)"
+  echo "![R = 8]($(basename "$IMAGES")/results_examples_r8.png)"
+  echo
+  echo "Unconditional samples: the ambient fine-tuned model, the clean-trained one, and the block model (trained on"
+  echo "clean slices with ${block_missing:-?}% of the pixels erased by boxes; ambient sampler with a fixed Ã erasing 50%)."
+  echo
+  echo "![ambient]($(basename "$IMAGES")/results_samples_ambient_finetuned.png)"
+  echo "![clean]($(basename "$IMAGES")/results_samples_clean.png)"
+  echo "![block]($(basename "$IMAGES")/results_samples_block_ambient.png)"
 } > "$MD"
 echo "wrote $MD"

@@ -63,6 +63,9 @@ int run_recon(const std::vector<std::string>& args) {
       ("seed", po::value(&rc.seed)->default_value(rc.seed), "sampler seed (the result is deterministic for it)")
       ("cg-per-step", po::value(&rc.posterior.cg_iterations)->default_value(rc.posterior.cg_iterations),
        "posterior: CG iterations of each data-consistency step")
+      ("gamma-scale", po::value(&rc.posterior.gamma_scale)->default_value(rc.posterior.gamma_scale),
+       "posterior: scale of the denoiser error variance γ(σ) the data-consistency step assumes (< 1: trust the "
+       "model more, fewer noise-like artefacts; docs/sampling.md)")
       ("dps-step", po::value(&rc.posterior.dps_step)->default_value(rc.posterior.dps_step), "dps: step size ζ")
       ("noise-var", po::value(&rc.noise_var)->default_value(rc.noise_var),
        "k-space noise variance per sample (< 0: 1 for prewhitened scans, else estimated)")

@@ -223,6 +223,15 @@ int run_finetune(const std::vector<std::string>& args) {
     std::cout << "further acceleration " << further_accel << ": δ = " << c.cfg.delta << "\n";
   }
   std::shared_ptr<diffusion::Source> data = diffusion::scan_source(files, sc), val;
+  if (corruption == "block" && group->is_main()) {  // what A leaves: worth knowing before hours of training
+    double erased = 0;
+    int64_t n = 0;
+    for (int64_t f = 0; f < data->files() && n < 16; ++f)
+      for (int64_t s = 0; s < data->slices(f) && n < 16; ++s, ++n)
+        erased += 1 - data->load(f, s).mask.mean().item<double>();
+    std::cout << std::fixed << std::setprecision(1) << "block corruption: A erases " << 100 * erased / std::max<int64_t>(1, n)
+              << "% of the pixels (mean of " << n << " slices)\n" << std::defaultfloat;
+  }
   if (!c.val.empty()) val = diffusion::scan_source(diffusion::expand_inputs(c.val, {".h5", ".cfl"}), sc);
   const int64_t needed = c.cfg.objective == diffusion::Objective::naive ? 0 : 1;
   diffusion::TrainState state;

@@ -41,6 +41,8 @@ struct PosteriorConfig {
   double noise_var = 1e-4;    ///< measurement noise variance per complex sample (network units)
   torch::Tensor noise_var_per_item;  ///< optional [B]: per batch item (slices scaled differently); overrides it
   double prior_var = 0.25;    ///< per real component; sets γ(σ) = v σ² / (v + σ²), EDM's c_out² for v = σ_data²
+  double gamma_scale = 1;     ///< fast sampler: multiplies γ(σ); < 1 trusts the denoiser more than a Gaussian prior
+                              ///< would (a trained network's error is below v σ² / (v + σ²))
   int cg_iterations = 8;      ///< CG steps of each data-consistency solve (fast sampler)
   double dps_step = 1.0;      ///< DPS: ζ, the step is ζ / ||y − A D(x)|| (Chung et al. 2023)
 };
