@@ -63,6 +63,12 @@ int run_recon(const std::vector<std::string>& args) {
       ("seed", po::value(&rc.seed)->default_value(rc.seed), "sampler seed (the result is deterministic for it)")
       ("cg-per-step", po::value(&rc.posterior.cg_iterations)->default_value(rc.posterior.cg_iterations),
        "posterior: CG iterations of each data-consistency step")
+      ("further-accel", po::value(&rc.further_accel)->default_value(-1),
+       "ambient-Fourier models: the network sees Ã^H Ã x through a fixed line mask of this acceleration, as in "
+       "training (A-DPS); -1: 5 for such models (training R = 4 -> Ã at R = 5), 0: off")
+      ("gamma-floor", po::value(&rc.posterior.gamma_floor)->default_value(-1),
+       "posterior: error variance of the model's estimate that remains at σ → 0 (network units); -1: 0.01 for "
+       "ambient-Fourier models, which see x only through Ã, else 0")
       ("gamma-scale", po::value(&rc.posterior.gamma_scale)->default_value(rc.posterior.gamma_scale),
        "posterior: scale of the denoiser error variance γ(σ) the data-consistency step assumes (< 1: trust the "
        "model more, fewer noise-like artefacts; docs/sampling.md)")
@@ -106,7 +112,13 @@ int run_recon(const std::vector<std::string>& args) {
   const auto group = diffusion::Group::join(dist);
   const bool main_rank = group->is_main();
   diffusion::ModelPtr model;
-  if (with_model) model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
+  if (with_model) {
+    model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
+    const bool ambient_fourier = diffusion::is_ambient_checkpoint(model_path) &&
+                                 diffusion::describe_checkpoint(model_path).objective == "ambient-fourier";
+    if (rc.further_accel < 0) rc.further_accel = ambient_fourier && model->cond_channels() > 0 ? 5.0 : 0.0;
+    if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = rc.further_accel > 0 ? 0.01 : 0.0;
+  }
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
   if (!png_dir.empty()) {
     std::error_code ec_dir;

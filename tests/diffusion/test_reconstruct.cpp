@@ -87,3 +87,66 @@ TEST(Reconstruct, RejectsMismatchedMapsAndBadOptions) {
   rc.method = "magic";
   EXPECT_THROW(reconstruct(oracle, scan, torch::zeros({1, 2, 8, 8}, torch::kComplexFloat), rc), ambient::Error);
 }
+
+namespace {
+
+// Records what the sampler feeds the network; answers with its input (an identity "denoiser").
+struct RecordingDenoiser : DenoiserModule {
+  std::vector<torch::Tensor> inputs, conds;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor&, const torch::Tensor& cond) override {
+    inputs.push_back(x.clone());
+    conds.push_back(cond.clone());
+    return x;
+  }
+  int64_t cond_channels() const override { return 1; }
+  std::string kind() const override { return "recording"; }
+  std::string config_string() const override { return "recording"; }
+  std::shared_ptr<DenoiserModule> fresh_copy() const override { return std::make_shared<RecordingDenoiser>(*this); }
+};
+
+}  // namespace
+
+TEST(Reconstruct, AmbientFourierModelsSeeTheirInputThroughAFixedFurtherMask) {
+  mri::SimulateConfig sc;
+  sc.matrix = 32;
+  sc.count = 1;
+  sc.coils = 1;
+  sc.center_fraction = 0.25;
+  auto sim = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc);
+  const auto& scan = sim.scan;
+  // Unit maps make Ã^H Ã = F^H M F an orthogonal projection, so "the input is Ã^H Ã x" is checkable exactly.
+  auto maps = torch::ones({1, 1, 32, 32}, torch::kComplexFloat);
+  ReconstructConfig rc;
+  rc.samples = 2;
+  rc.posterior.schedule.steps = 4;
+  rc.further_accel = 5;
+  auto rec = std::make_shared<RecordingDenoiser>();
+  reconstruct(rec, scan, maps, rc);
+  ASSERT_FALSE(rec->conds.empty());
+  // One line mask per sample, the same at every step: constant along x, about 1/5 of the lines kept.
+  auto first = rec->conds.front();
+  ASSERT_EQ(first.sizes(), torch::IntArrayRef({2, 1, 32, 32}));
+  for (const auto& c : rec->conds) EXPECT_TRUE(torch::equal(c, first));
+  EXPECT_TRUE(torch::equal(first, first.select(3, 0).unsqueeze(3).expand_as(first)));
+  const double kept = first.mean().item<double>();
+  EXPECT_GT(kept, 0.1);
+  EXPECT_LT(kept, 0.45);
+  EXPECT_FALSE(torch::equal(first[0], first[1])) << "each sample should draw its own further mask";
+  // Every input is Ã^H Ã x: projecting it again changes nothing.
+  auto lines = first.select(3, 0).select(1, 0);  // [2, 32]
+  auto a_tilde = mri::make_sense(maps.repeat({2, 1, 1, 1}), lines.reshape({2, 1, 32, 1}));
+  auto off_range = [&](const torch::Tensor& x) {
+    auto in = from_channels(x);
+    return ((a_tilde->normal(in) - in).abs().square().sum() / in.abs().square().sum()).sqrt().item<double>();
+  };
+  for (const auto& in : rec->inputs) EXPECT_LT(off_range(in), 1e-4) << "input is not Ã^H Ã x";
+
+  // Without a further acceleration (or for models without a mask channel) the network gets x and an all-ones mask.
+  rc.further_accel = 0;
+  auto plain = std::make_shared<RecordingDenoiser>();
+  reconstruct(plain, scan, maps, rc);
+  EXPECT_TRUE(torch::equal(plain->conds.front(), torch::ones_like(plain->conds.front())));
+  EXPECT_GT(off_range(plain->inputs.front()), 0.3) << "the unprojected x should have energy outside Ã's lines";
+  rc.further_accel = 0.5;
+  EXPECT_THROW(reconstruct(plain, scan, maps, rc), ambient::Error);
+}

@@ -152,6 +152,14 @@ TEST(PosteriorSampler, RejectsMismatchedMeasurements) {
   EXPECT_THROW(sample_posterior(gaussian_denoiser(p.mu, torch::full({2, 8, 8}, 0.25)), p.op(4), p.y(3),
                                 PosteriorConfig{}, gen),
                ambient::Error);
+  PosteriorConfig bad;
+  bad.gamma_floor = -0.1;
+  EXPECT_THROW(sample_posterior(gaussian_denoiser(p.mu, torch::full({2, 8, 8}, 0.25)), p.op(4), p.y(4), bad, gen),
+               ambient::Error);
+  bad.gamma_floor = 0;
+  bad.gamma_scale = 0;
+  EXPECT_THROW(sample_posterior(gaussian_denoiser(p.mu, torch::full({2, 8, 8}, 0.25)), p.op(4), p.y(4), bad, gen),
+               ambient::Error);
 }
 
 TEST(Dps, PullsSamplesToTheDataAndTowardsThePosteriorMean) {

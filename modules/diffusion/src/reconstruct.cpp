@@ -5,6 +5,7 @@
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/error.hpp"
+#include "ambient/mri/masks.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -47,12 +48,24 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
   PosteriorConfig pc = c.posterior;
   pc.noise_var_per_item = (eta / scale.square()).repeat({k});
   torch::Tensor cond;
-  if (model->cond_channels() > 0)  // ambient models: the corruption input says "nothing further removed"
+  mri::OperatorPtr a_tilde;  // ambient Fourier models: the network sees Ã^H Ã x through a fixed further mask
+  if (model->cond_channels() > 0 && c.further_accel > 0) {
+    AMBIENT_CHECK(c.further_accel > 1, "reconstruct: expected a further acceleration > 1, got ", c.further_accel);
+    std::vector<torch::Tensor> rows;
+    for (int64_t i = 0; i < k * s; ++i)
+      rows.push_back(mri::random_mask_1d(ny, std::min(0.08, 0.5 / c.further_accel), c.further_accel,
+                                         static_cast<uint32_t>(c.seed * 7919 + 17 + static_cast<uint64_t>(i))));
+    auto lines = torch::stack(rows);
+    a_tilde = mri::make_sense(rep(maps), lines.to(torch::kFloat).reshape({k * s, 1, ny, 1}));
+    cond = line_mask_channel(lines, nx);
+  } else if (model->cond_channels() > 0) {  // the corruption input says "nothing further removed"
     cond = torch::ones({k * s, model->cond_channels(), ny, nx});
+  }
   auto d = as_denoiser(model);
   DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
+    auto input = a_tilde ? to_channels(a_tilde->normal(from_channels(x))) : x;
     Bf16Autocast autocast(c.bf16);
-    return d(x, sigma, cnd).to(torch::kFloat);
+    return d(input, sigma, cnd).to(torch::kFloat);
   };
   auto gen = at::detail::createCPUGenerator(c.seed);
   model->eval();

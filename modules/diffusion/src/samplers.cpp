@@ -72,7 +72,8 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
                                const PosteriorConfig& c, at::Generator& gen, const torch::Tensor& cond,
                                const SamplerMonitor& monitor) {
   AMBIENT_CHECK(c.prior_var > 0, "posterior sampler: expected a positive prior variance");
-  AMBIENT_CHECK(c.gamma_scale > 0, "posterior sampler: expected a positive γ scale, got ", c.gamma_scale);
+  AMBIENT_CHECK(c.gamma_scale > 0 && c.gamma_floor >= 0, "posterior sampler: expected a positive γ scale and a "
+                "non-negative γ floor, got ", c.gamma_scale, " and ", c.gamma_floor);
   const auto shape = posterior_shape(a, y, "posterior sampler");
   const auto dom = a->domain_shape();  // [B, H, W]
   torch::NoGradGuard no_grad;
@@ -93,7 +94,7 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
     const double s = acc[i], s_next = acc[i + 1];
     auto z_hat = from_channels(d(x, torch::full({dom[0]}, static_cast<float>(s)), cond));
     // Var[x0 | x_i] per real component under the Gaussian prior, optionally scaled
-    const double gamma = c.gamma_scale * v * s * s / (v + s * s);
+    const double gamma = c.gamma_scale * v * s * s / (v + s * s) + c.gamma_floor;
     auto lambda = eta_img / (2 * gamma);
     // Perturb-then-optimise: the solution is an exact sample of the Gaussian p(x0 | x_i, y).
     auto y_pert = y + eta_ksp.sqrt() * torch::randn(y.sizes(), gen, torch::kComplexFloat);

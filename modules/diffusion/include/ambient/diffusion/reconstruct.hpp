@@ -19,6 +19,10 @@ struct ReconstructConfig {
                                      ///< estimated from the outer k-space columns
   bool bf16 = false;                 ///< bfloat16 autocast for the network
   uint64_t seed = 0;
+  /// Models with a mask channel trained with the ambient Fourier objective learnt E[x0 | Ã^H Ã x_t, Ã]: they are
+  /// fed Ã^H Ã x_t through one fixed line mask Ã of this acceleration per sample (drawn like the training masks,
+  /// with the scan's coil maps), as A-DPS does (Aali et al. 2024). 0: give the network x_t with an all-ones mask.
+  double further_accel = 0;
 };
 
 struct Reconstruction {

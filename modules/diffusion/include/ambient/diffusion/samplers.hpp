@@ -43,6 +43,8 @@ struct PosteriorConfig {
   double prior_var = 0.25;    ///< per real component; sets γ(σ) = v σ² / (v + σ²), EDM's c_out² for v = σ_data²
   double gamma_scale = 1;     ///< fast sampler: multiplies γ(σ); < 1 trusts the denoiser more than a Gaussian prior
                               ///< would (a trained network's error is below v σ² / (v + σ²))
+  double gamma_floor = 0;     ///< fast sampler: added to γ(σ): the error a model keeps at σ → 0 (an ambient model
+                              ///< sees x only through Ã, so its E[x0 | Ã x] never becomes exact)
   int cg_iterations = 8;      ///< CG steps of each data-consistency solve (fast sampler)
   double dps_step = 1.0;      ///< DPS: ζ, the step is ζ / ||y − A D(x)|| (Chung et al. 2023)
 };
