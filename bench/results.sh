@@ -29,8 +29,22 @@ train ambient_finetuned finetune "${TRAIN[@]}" --init "$FOUNDATION" --corruption
 train ambient_scratch finetune "${TRAIN[@]}" --corruption fourier --further-accel 5
 train naive finetune "${TRAIN[@]}" --objective naive
 # The paper's block experiment: image-domain boxes erase ~90% of each clean training slice (A); Ã erases more.
+BLOCKS=(--blocks 68 --block-size 16,40)
 train block_ambient finetune --data "$T/train_clean.h5" --steps "$STEPS" --batch "$BATCH" --checkpoint-every 500 \
-  --init "$FOUNDATION" --corruption block --blocks 48 --block-size 16,40 --extra-blocks 4
+  --init "$FOUNDATION" --corruption block "${BLOCKS[@]}" --extra-blocks 4
+# Optional: the same ambient fine-tune carried on to LONG_STEPS, to see what more steps buy.
+if [ -n "${LONG_STEPS:-}" ] && [ ! -f "$O/ambient_finetuned_long.pt" ]; then
+  if [ ! -f "$O/ambient_finetuned_long.ckpt.pt" ]; then  # resume a copy, with its log so far
+    cp "$O/ambient_finetuned.pt" "$O/ambient_finetuned_long.ckpt.pt"
+    cp "$O/ambient_finetuned.pt.log.jsonl" "$O/ambient_finetuned_long.ckpt.pt.log.jsonl"
+  fi
+  "$A" finetune --data "$T/train" --val "$T/heldout/r4.h5" --steps "$LONG_STEPS" --batch "$BATCH" \
+    --checkpoint-every 500 --val-every 500 --corruption fourier --further-accel 5 --resume \
+    --out "$O/ambient_finetuned_long.ckpt.pt" > "$O/ambient_finetuned_long.train.log" 2>&1 \
+    || { tail -5 "$O/ambient_finetuned_long.train.log" >&2; exit 1; }
+  mv "$O/ambient_finetuned_long.ckpt.pt.log.jsonl" "$O/ambient_finetuned_long.pt.log.jsonl"
+  mv "$O/ambient_finetuned_long.ckpt.pt" "$O/ambient_finetuned_long.pt"
+fi
 train clean pretrain --data "$T/train_clean.h5" --init "$FOUNDATION" --steps "$STEPS" --batch "$BATCH" \
   --checkpoint-every 500
 
@@ -69,7 +83,9 @@ for R in 4 8; do
     done
     add_row "BART pics l1-wavelet (best λ = $best_lam)" "$R" "$O/bart${R}_$best_lam.cfl" "$best_t"
   fi
-  for m in foundation naive ambient_scratch ambient_finetuned clean; do
+  models=(foundation naive ambient_scratch ambient_finetuned clean)
+  [ -f "$O/ambient_finetuned_long.pt" ] && models+=(ambient_finetuned_long)
+  for m in "${models[@]}"; do
     model=$O/$m.pt; [ "$m" = foundation ] && model=$FOUNDATION
     t=$(timed "$A" recon "$S" --method posterior --model "$model" --samples "$SAMPLES" --steps "$SSTEPS" \
       -o "$O/$m$R.nii.gz" --std "$O/${m}${R}_std.nii.gz" --png "$O/png_${m}_r$R" --reference "$T/heldout/r${R}_ref.nii.gz")
@@ -84,7 +100,7 @@ for m in ambient_finetuned clean; do
   "$A" eval --samples "$O/samples_$m.nii.gz" --training "$T/train_clean_ref.nii.gz" --json "$O/memo_$m.json" > /dev/null
   memo+=("| $m | $(sed -n 's/.*"nearest_ncc": {\([^}]*\)}.*/\1/p' "$O/memo_$m.json") |")
 done
-"$A" sample --model "$O/block_ambient.pt" -n 16 --size "$N" --steps "$SSTEPS" --further-delta 0.5 \
+"$A" sample --model "$O/block_ambient.pt" -n 16 --size "$N" --steps "$SSTEPS" --further-blocks 72 --block-size 16,40 \
   -o "$O/samples_block_ambient.png" > /dev/null 2>&1
 block_missing=$(sed -n 's/.*A erases \([0-9.]*\)%.*/\1/p' "$O/block_ambient.train.log" | head -1)
 /usr/bin/python3 bench/plot_results.py "$O" "$T/heldout" "$IMAGES"
@@ -116,7 +132,7 @@ if [ -f "$MD" ]; then analysis=$(awk -v m="$marker" '$0 == m { on = 1 } on' "$MD
   echo "![R = 8]($(basename "$IMAGES")/results_examples_r8.png)"
   echo
   echo "Unconditional samples: the ambient fine-tuned model, the clean-trained one, and the block model (trained on"
-  echo "clean slices with ${block_missing:-?}% of the pixels erased by boxes; ambient sampler with a fixed Ã erasing 50%)."
+  echo "clean slices with ${block_missing:-?}% of the pixels erased by boxes; ambient sampler with a fixed Ã of 72 boxes, as in training)."
   echo
   echo "![ambient]($(basename "$IMAGES")/results_samples_ambient_finetuned.png)"
   echo "![clean]($(basename "$IMAGES")/results_samples_clean.png)"

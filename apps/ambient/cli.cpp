@@ -103,6 +103,23 @@ std::string JsonObject::str(int indent) const {
   return os.str();
 }
 
+std::vector<int64_t> int_list(const std::string& text, const char* what) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    try {
+      out.push_back(std::stoll(item, &used));
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size()) fail(what, ": expected comma-separated integers, got '", text, "'");
+  }
+  if (out.empty()) fail(what, ": expected comma-separated integers, got '", text, "'");
+  return out;
+}
+
 void write_text(const std::string& path, const std::string& text) {
   mri::write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp);

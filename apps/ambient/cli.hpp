@@ -47,6 +47,9 @@ class JsonObject {
   std::vector<std::pair<std::string, std::string>> items_;
 };
 
+/// "4,8,16" -> {4, 8, 16}; anything else fails with "<what>: expected comma-separated integers".
+std::vector<int64_t> int_list(const std::string& text, const char* what);
+
 /// Writes text to `path` atomically.
 void write_text(const std::string& path, const std::string& text);
 

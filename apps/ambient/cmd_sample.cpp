@@ -21,7 +21,8 @@ int run_sample(const std::vector<std::string>& args) {
   po::options_description opts("sample options");
   std::string model_path, output, nifti, precision;
   double further_delta = 0, further_accel = 0;
-  int64_t n = 16, size = 128;
+  int64_t n = 16, size = 128, further_blocks = 0;
+  std::string block_size = "8,32";
   uint64_t seed = 0;
   diffusion::HeunConfig hc;
   opts.add_options()
@@ -37,7 +38,11 @@ int run_sample(const std::vector<std::string>& args) {
       ("further-delta", po::value(&further_delta)->default_value(0),
        "ambient-image models: the network sees x through one fixed mask Ã erasing this fraction of pixels")
       ("further-accel", po::value(&further_accel)->default_value(0),
-       "ambient-fourier models: the network sees x through one fixed line mask of this acceleration");
+       "ambient-fourier models: the network sees x through one fixed line mask of this acceleration")
+      ("further-blocks", po::value(&further_blocks)->default_value(0),
+       "ambient-block models: the network sees x through one fixed mask Ã erasing this many boxes (as training's Ã: "
+       "finetune's --blocks plus --extra-blocks)")
+      ("block-size", po::value(&block_size)->default_value(block_size), "--further-blocks: box side range min,max");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse("sample", "--model m.pt -n 16 -o grid.png [--nifti out.nii.gz]", opts, pos, args, vm)) return 0;
@@ -54,13 +59,25 @@ int run_sample(const std::vector<std::string>& args) {
   // drawn once, at every step, as it saw data during training.
   AMBIENT_CHECK(further_delta >= 0 && further_delta < 1, "sample --further-delta: expected [0, 1), got ",
                 further_delta);
-  AMBIENT_CHECK(!(further_delta > 0 && further_accel > 0), "sample: give --further-delta or --further-accel, not both");
-  if (further_delta > 0 || further_accel > 0) {
+  AMBIENT_CHECK(further_accel == 0 || further_accel > 1, "sample --further-accel: expected > 1, got ", further_accel);
+  AMBIENT_CHECK(further_blocks >= 0, "sample --further-blocks: expected a count >= 0, got ", further_blocks);
+  AMBIENT_CHECK((further_delta > 0) + (further_accel > 0) + (further_blocks > 0) <= 1,
+                "sample: give one of --further-delta, --further-accel, --further-blocks");
+  const auto sizes = int_list(block_size, "--block-size");
+  AMBIENT_CHECK(sizes.size() == 2 && sizes[0] >= 1 && sizes[0] <= sizes[1] && sizes[1] <= size,
+                "sample --block-size: expected min,max with 1 <= min <= max <= --size, got '", block_size, "'");
+  if (further_delta > 0 || further_accel > 0 || further_blocks > 0) {
     AMBIENT_CHECK(model->cond_channels() == 1, "sample: the ambient sampler needs a model trained with a mask channel");
     auto gen_mask = at::detail::createCPUGenerator(seed + 1);
     torch::Tensor a_tilde;  // [n, 1, size, size]
     if (further_delta > 0) {
       a_tilde = (torch::rand({n, 1, size, size}, gen_mask) >= further_delta).to(torch::kFloat);
+    } else if (further_blocks > 0) {
+      std::vector<torch::Tensor> masks;
+      for (int64_t i = 0; i < n; ++i)
+        masks.push_back(mri::random_blocks(size, size, further_blocks, sizes[0], sizes[1],
+                                           static_cast<uint32_t>(seed + 7 + i)));
+      a_tilde = torch::stack(masks).unsqueeze(1).to(torch::kFloat);
     } else {
       std::vector<torch::Tensor> rows;
       for (int64_t i = 0; i < n; ++i)

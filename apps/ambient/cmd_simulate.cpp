@@ -15,22 +15,6 @@ namespace {
 
 constexpr const char* kDefaultVolume = "/usr/share/mricron/templates/ch2.nii.gz";
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stoll(item, &used));
-      AMBIENT_CHECK(used == item.size(), "");
-    } catch (...) {
-      fail("simulate --slices: expected comma-separated integers, got '", text, "'");
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 int run_simulate(const std::vector<std::string>& args) {
@@ -60,7 +44,7 @@ int run_simulate(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse("simulate", "-o scan.h5 [-r reference.nii.gz] [options]", opts, pos, args, vm)) return 0;
-  if (!slices.empty()) c.slices = parse_list(slices);
+  if (!slices.empty()) c.slices = int_list(slices, "simulate --slices");
   AMBIENT_CHECK(format == "ismrmrd" || format == "fastmri" || format == "cfl",
                 "simulate --format: expected ismrmrd|fastmri|cfl, got '", format, "'");
   AMBIENT_CHECK(std::filesystem::exists(input), "simulate: input volume not found: ", input,

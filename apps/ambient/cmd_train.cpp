@@ -18,20 +18,6 @@ namespace {
 
 using diffusion::TrainConfig;
 
-std::vector<int64_t> int_list(const std::string& text, const char* what) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      out.push_back(std::stoll(item));
-    } catch (...) {
-      fail(what, ": expected comma-separated integers, got '", text, "'");
-    }
-  }
-  return out;
-}
-
 struct Common {
   std::vector<std::string> data, val;
   std::string out, log, precision;

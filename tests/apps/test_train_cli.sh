@@ -76,6 +76,14 @@ cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok
   && [ -s amb_f.png ] && ok "ambient sampler, fixed line mask" || bad "ambient sampler, fixed line mask"
 "$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-delta 0.3 -o amb_b.png > /dev/null 2>&1 \
   && [ -s amb_b.png ] && ok "ambient sampler, fixed pixel mask" || bad "ambient sampler, fixed pixel mask"
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-blocks 6 --block-size 8,24 -o amb_k.png \
+  > /dev/null 2>&1 && [ -s amb_k.png ] && ! cmp -s amb_k.png amb_b.png && ok "ambient sampler, fixed box mask" \
+  || bad "ambient sampler, fixed box mask"
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --further-blocks 6 --block-size 8,x -o never.png > e8.log 2>&1 \
+  && bad "bad --block-size accepted" || { grep -q "comma-separated integers" e8.log && ok "bad --block-size refused" \
+  || bad "bad --block-size message"; }
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --further-blocks 6 --further-delta 0.3 -o never.png > e9.log 2>&1 \
+  && bad "two further corruptions accepted" || ok "one further corruption at a time"
 "$AMBIENT" sample --model straight.pt -n 2 --size 32 --steps 2 --further-delta 0.3 -o never.png > e6.log 2>&1 \
   && bad "ambient sampler on a maskless model accepted" || ok "ambient sampler needs a mask channel"
 "$AMBIENT" simulate -o ref_scan.h5 -r ref.nii.gz --matrix 64 --count 4 --center-fraction 0.16 --seed 5 > /dev/null

@@ -140,6 +140,13 @@ TEST(Reconstruct, AmbientFourierModelsSeeTheirInputThroughAFixedFurtherMask) {
     return ((a_tilde->normal(in) - in).abs().square().sum() / in.abs().square().sum()).sqrt().item<double>();
   };
   for (const auto& in : rec->inputs) EXPECT_LT(off_range(in), 1e-4) << "input is not Ã^H Ã x";
+  // DPS back-propagates through the network's input: Ã^H Ã must stay in the autograd graph.
+  rc.method = "dps";
+  auto through = std::make_shared<RecordingDenoiser>();
+  EXPECT_NO_THROW(reconstruct(through, scan, maps, rc));
+  ASSERT_FALSE(through->inputs.empty());
+  EXPECT_LT(off_range(through->inputs.back().detach()), 1e-4);
+  rc.method = "posterior";
 
   // Without a further acceleration (or for models without a mask channel) the network gets x and an all-ones mask.
   rc.further_accel = 0;

@@ -5,6 +5,7 @@
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/error.hpp"
+#include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
 
 namespace ambient::diffusion {
@@ -48,7 +49,9 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
   PosteriorConfig pc = c.posterior;
   pc.noise_var_per_item = (eta / scale.square()).repeat({k});
   torch::Tensor cond;
-  mri::OperatorPtr a_tilde;  // ambient Fourier models: the network sees Ã^H Ã x through a fixed further mask
+  // Ambient Fourier models see Ã^H Ã x = S^H F^H M̃ F S x through a fixed further line mask M̃, written with
+  // differentiable torch FFTs because DPS back-propagates through the network's input.
+  torch::Tensor tilde_maps, tilde_mask;  // [K*S, C, ny, nx], [K*S, 1, ny, 1]
   if (model->cond_channels() > 0 && c.further_accel > 0) {
     AMBIENT_CHECK(c.further_accel > 1, "reconstruct: expected a further acceleration > 1, got ", c.further_accel);
     std::vector<torch::Tensor> rows;
@@ -56,14 +59,19 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
       rows.push_back(mri::random_mask_1d(ny, std::min(0.08, 0.5 / c.further_accel), c.further_accel,
                                          static_cast<uint32_t>(c.seed * 7919 + 17 + static_cast<uint64_t>(i))));
     auto lines = torch::stack(rows);
-    a_tilde = mri::make_sense(rep(maps), lines.to(torch::kFloat).reshape({k * s, 1, ny, 1}));
+    tilde_maps = rep(maps);
+    tilde_mask = lines.to(torch::kComplexFloat).reshape({k * s, 1, ny, 1});
     cond = line_mask_channel(lines, nx);
   } else if (model->cond_channels() > 0) {  // the corruption input says "nothing further removed"
     cond = torch::ones({k * s, model->cond_channels(), ny, nx});
   }
   auto d = as_denoiser(model);
   DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
-    auto input = a_tilde ? to_channels(a_tilde->normal(from_channels(x))) : x;
+    auto input = x;
+    if (tilde_mask.defined()) {
+      auto coils = mri::fft2c_torch(tilde_maps * from_channels(x).unsqueeze(1)) * tilde_mask;
+      input = to_channels((tilde_maps.conj() * mri::ifft2c_torch(coils)).sum(1));
+    }
     Bf16Autocast autocast(c.bf16);
     return d(input, sigma, cnd).to(torch::kFloat);
   };
