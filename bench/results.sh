@@ -29,7 +29,7 @@ train ambient_finetuned finetune "${TRAIN[@]}" --init "$FOUNDATION" --corruption
 train ambient_scratch finetune "${TRAIN[@]}" --corruption fourier --further-accel 5
 train naive finetune "${TRAIN[@]}" --objective naive
 # The paper's block experiment: image-domain boxes erase ~90% of each clean training slice (A); Ã erases more.
-BLOCKS=(--blocks 68 --block-size 16,40)
+BLOCKS=(--blocks 82 --block-size 16,40)
 train block_ambient finetune --data "$T/train_clean.h5" --steps "$STEPS" --batch "$BATCH" --checkpoint-every 500 \
   --init "$FOUNDATION" --corruption block "${BLOCKS[@]}" --extra-blocks 4
 # Optional: the same ambient fine-tune carried on to LONG_STEPS, to see what more steps buy.
@@ -56,7 +56,7 @@ add_row() {  # NAME R RECON SECONDS
   "$A" eval --reference "$T/heldout/r$2_ref.nii.gz" "$3" --json "$O/eval.json" > /dev/null
   local per_slice
   per_slice=$(printf "%.2f" "$(echo "$4 / 3" | bc -l)")
-  echo "$1,$2,$(metric "$O/eval.json" psnr),$(metric "$O/eval.json" ssim),$(metric "$O/eval.json" nmse),$per_slice,$3" \
+  echo "\"$1\",$2,$(metric "$O/eval.json" psnr),$(metric "$O/eval.json" ssim),$(metric "$O/eval.json" nmse),$per_slice,$3" \
     >> "$O/results.csv"
   rows+=("| $1 | $2 | $(printf %.2f "$(metric "$O/eval.json" psnr)") | $(printf %.4f "$(metric "$O/eval.json" ssim)") | $(printf %.4f "$(metric "$O/eval.json" nmse)") | $per_slice |")
   echo "${rows[-1]}"
@@ -100,7 +100,7 @@ for m in ambient_finetuned clean; do
   "$A" eval --samples "$O/samples_$m.nii.gz" --training "$T/train_clean_ref.nii.gz" --json "$O/memo_$m.json" > /dev/null
   memo+=("| $m | $(sed -n 's/.*"nearest_ncc": {\([^}]*\)}.*/\1/p' "$O/memo_$m.json") |")
 done
-"$A" sample --model "$O/block_ambient.pt" -n 16 --size "$N" --steps "$SSTEPS" --further-blocks 72 --block-size 16,40 \
+"$A" sample --model "$O/block_ambient.pt" -n 16 --size "$N" --steps "$SSTEPS" --further-blocks 86 --block-size 16,40 \
   -o "$O/samples_block_ambient.png" > /dev/null 2>&1
 block_missing=$(sed -n 's/.*A erases \([0-9.]*\)%.*/\1/p' "$O/block_ambient.train.log" | head -1)
 /usr/bin/python3 bench/plot_results.py "$O" "$T/heldout" "$IMAGES"
@@ -132,7 +132,7 @@ if [ -f "$MD" ]; then analysis=$(awk -v m="$marker" '$0 == m { on = 1 } on' "$MD
   echo "![R = 8]($(basename "$IMAGES")/results_examples_r8.png)"
   echo
   echo "Unconditional samples: the ambient fine-tuned model, the clean-trained one, and the block model (trained on"
-  echo "clean slices with ${block_missing:-?}% of the pixels erased by boxes; ambient sampler with a fixed Ã of 72 boxes, as in training)."
+  echo "clean slices with ${block_missing:-?}% of the pixels erased by boxes; ambient sampler with a fixed Ã of 86 boxes, as in training)."
   echo
   echo "![ambient]($(basename "$IMAGES")/results_samples_ambient_finetuned.png)"
   echo "![clean]($(basename "$IMAGES")/results_samples_clean.png)"
