@@ -18,6 +18,11 @@
 namespace ambient::app {
 namespace {
 
+// Acceleration of the fixed further mask Ã through which ambient-Fourier models see x_t in `recon` (A-DPS).
+// Measured on the held-out target slices (docs/sampling.md): 1.5 / 2 / 3 / 4 / 5 gave 28.95 / 29.03 / 28.69 /
+// 28.40 / 28.23 dB at R = 4, and the scans of data/samples agree (docs/results.md).
+constexpr double kDefaultFurtherAccel = 2.0;
+
 // The slices `idx` of a scan (a rank's share of the work).
 mri::Scan select_slices(const mri::Scan& scan, const torch::Tensor& idx) {
   mri::Scan sub = scan;
@@ -65,7 +70,8 @@ int run_recon(const std::vector<std::string>& args) {
        "posterior: CG iterations of each data-consistency step")
       ("further-accel", po::value(&rc.further_accel)->default_value(-1),
        "ambient-Fourier models: the network sees Ã^H Ã x through a fixed line mask of this acceleration, as in "
-       "training (A-DPS); -1: 5 for such models (training R = 4 -> Ã at R = 5), 0: off")
+       "training (A-DPS); -1: 2 for such models (Ã keeps about half the lines; the best of 1.5-5 measured in "
+       "docs/sampling.md), 0: off")
       ("gamma-floor", po::value(&rc.posterior.gamma_floor)->default_value(-1),
        "posterior: error variance of the model's estimate that remains at σ → 0 (network units); -1: 0.01 for "
        "ambient-Fourier models, which see x only through Ã, else 0")
@@ -116,7 +122,7 @@ int run_recon(const std::vector<std::string>& args) {
     model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
     const bool ambient_fourier = diffusion::is_ambient_checkpoint(model_path) &&
                                  diffusion::describe_checkpoint(model_path).objective == "ambient-fourier";
-    if (rc.further_accel < 0) rc.further_accel = ambient_fourier && model->cond_channels() > 0 ? 5.0 : 0.0;
+    if (rc.further_accel < 0) rc.further_accel = ambient_fourier && model->cond_channels() > 0 ? kDefaultFurtherAccel : 0.0;
     if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = rc.further_accel > 0 ? 0.01 : 0.0;
   }
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
