@@ -27,6 +27,14 @@ def load_volume(path):
     return np.transpose(v, (2, 1, 0))
 
 
+def label(method):
+    """Short plot label: the method's name, with K samples × steps for posterior rows."""
+    name = method.split(" (")[0]
+    if "posterior, " in method:
+        name += " " + method.split("posterior, ")[1].rstrip(")")
+    return name
+
+
 def main(results, heldout, images):
     os.makedirs(images, exist_ok=True)
     rows = list(csv.DictReader(open(os.path.join(results, "results.csv"))))
@@ -36,7 +44,7 @@ def main(results, heldout, images):
         for row in (x for x in rows if x["R"] == r):
             t, p = float(row["seconds_per_slice"]), float(row["psnr"])
             ax.scatter(max(t, 1e-3), p, s=30)
-            ax.annotate(row["method"].split(" (")[0], (max(t, 1e-3), p), fontsize=7, xytext=(4, 2),
+            ax.annotate(label(row["method"]), (max(t, 1e-3), p), fontsize=7, xytext=(4, 2),
                         textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("seconds per slice (2 cores)")
@@ -59,7 +67,7 @@ def main(results, heldout, images):
         for i, row in enumerate(picked, start=1):
             v = load_volume(row["volume"])[s]
             axes[0, i].imshow(v, cmap="gray", vmin=0, vmax=hi)
-            axes[0, i].set_title(f"{row['method'].split(' (')[0]}\n{float(row['psnr']):.2f} dB", fontsize=7)
+            axes[0, i].set_title(f"{label(row['method'])}\n{float(row['psnr']):.2f} dB", fontsize=6)
             axes[1, i].imshow(5 * np.abs(v - ref[s]), cmap="gray", vmin=0, vmax=hi)
         for ax in axes.ravel():
             ax.set_xticks([])
