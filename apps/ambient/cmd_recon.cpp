@@ -124,6 +124,13 @@ int run_recon(const std::vector<std::string>& args) {
                                  diffusion::describe_checkpoint(model_path).objective == "ambient-fourier";
     if (rc.further_accel < 0) rc.further_accel = ambient_fourier && model->cond_channels() > 0 ? kDefaultFurtherAccel : 0.0;
     if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = rc.further_accel > 0 ? 0.01 : 0.0;
+    if (main_rank) {
+      if (rc.further_accel > 0)
+        std::cout << "network input: Ã^H Ã x_t through a fixed further line mask at R = " << rc.further_accel
+                  << " per sample (A-DPS; --further-accel), γ floor " << rc.posterior.gamma_floor << "\n";
+      else
+        std::cout << "network input: x_t, γ floor " << rc.posterior.gamma_floor << "\n";
+    }
   }
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
   if (!png_dir.empty()) {

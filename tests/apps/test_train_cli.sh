@@ -64,6 +64,8 @@ echo "junk" > junk.pt
 R=(--method posterior --model ft.pt --samples 2 --steps 6 --seed 4)
 "$AMBIENT" recon scans.h5 "${R[@]}" -o post.nii.gz --std post_std.nii.gz --png ppng > post.log 2>&1 \
   && ok "recon --method posterior" || { bad "recon --method posterior"; cat post.log; }
+grep -q "further line mask at R = 2 " post.log && ok "ambient-Fourier model sees x_t through Ã at R = 2 by default" \
+  || { bad "default further mask of an ambient-Fourier model"; cat post.log; }
 [ -s post.nii.gz ] && [ -s post_std.nii.gz ] && [ -s ppng/slice_000.png ] && ok "posterior outputs" || bad "posterior outputs"
 "$AMBIENT" recon scans.h5 "${R[@]}" -o post2.nii.gz --std post_std2.nii.gz > /dev/null 2>&1
 cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok "recon deterministic for --seed" \
