@@ -5,7 +5,7 @@
 #   FOUNDATION=data/models/foundation.pt MATRIX=128 STEPS=2000 SAMPLES=4 SAMPLER_STEPS=32 OUT=out/results
 #   RESULTS_MD=docs/results.md (set to /dev/null for a smoke run) RESULTS_IMAGES=docs/images (figures)
 #   LONG_STEPS=2400 (also carry the ambient fine-tune on to this many steps), MORE_SAMPLES=16 (also reconstruct
-#   with the last ambient model averaging this many posterior samples)
+#   with the longest-trained ambient model averaging this many posterior samples)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$PWD/build/apps/ambient
@@ -93,8 +93,8 @@ for R in 4 8; do
       -o "$O/$m$R.nii.gz" --std "$O/${m}${R}_std.nii.gz" --png "$O/png_${m}_r$R" --reference "$T/heldout/r${R}_ref.nii.gz")
     add_row "$m (posterior, $SAMPLES×$SSTEPS)" "$R" "$O/$m$R.nii.gz" "$t"
   done
-  if [ -n "${MORE_SAMPLES:-}" ]; then  # the last (best) ambient model again, averaging more posterior samples
-    m=${models[-1]}
+  if [ -n "${MORE_SAMPLES:-}" ]; then  # the longest-trained ambient model again, averaging more posterior samples
+    m=ambient_finetuned; [ -f "$O/ambient_finetuned_long.pt" ] && m=ambient_finetuned_long
     t=$(timed "$A" recon "$S" --method posterior --model "$O/$m.pt" --samples "$MORE_SAMPLES" --steps "$SSTEPS" \
       -o "$O/${m}_k$MORE_SAMPLES$R.nii.gz" --reference "$T/heldout/r${R}_ref.nii.gz")
     add_row "$m (posterior, $MORE_SAMPLES×$SSTEPS)" "$R" "$O/${m}_k$MORE_SAMPLES$R.nii.gz" "$t"
