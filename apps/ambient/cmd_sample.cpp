@@ -81,8 +81,7 @@ int run_sample(const std::vector<std::string>& args) {
     } else {
       std::vector<torch::Tensor> rows;
       for (int64_t i = 0; i < n; ++i)
-        rows.push_back(mri::random_mask_1d(size, std::min(0.08, 0.5 / further_accel), further_accel,
-                                           static_cast<uint32_t>(seed + 7 + i)));
+        rows.push_back(mri::further_line_mask(size, further_accel, static_cast<uint32_t>(seed + 7 + i)));
       a_tilde = diffusion::line_mask_channel(torch::stack(rows), size);
     }
     const bool lines = further_accel > 0;

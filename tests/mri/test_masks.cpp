@@ -53,6 +53,20 @@ TEST(Masks, RandomMaskReachesTheAccelerationOnAverage) {
   EXPECT_TRUE(mri::random_mask_1d(256, 0.08, 4, 1).equal(mri::random_mask_1d(256, 0.08, 4, 1)));
 }
 
+TEST(Masks, FurtherLineMaskKeepsACentreThatFitsItsAcceleration) {
+  // R = 2: 8% of 128 lines -> 10 central lines; R = 8 keeps 16 lines, so the centre shrinks to half: 8.
+  for (const auto& [accel, centre] : {std::pair<double, int64_t>{2, 10}, {8, 8}}) {
+    double sampled = 0;
+    for (uint32_t seed = 0; seed < 200; ++seed) {
+      auto m = mri::further_line_mask(128, accel, seed);
+      const int64_t pad = (128 - centre + 1) / 2;
+      ASSERT_TRUE(m.slice(0, pad, pad + centre).all().item<bool>()) << "R = " << accel << " seed " << seed;
+      sampled += m.sum().item<double>();
+    }
+    EXPECT_NEAR(128.0 * 200 / sampled, accel, 0.05 * accel) << "R = " << accel;
+  }
+}
+
 TEST(Masks, EquispacedFractionSamplesOneOverR) {
   EXPECT_NEAR(mri::acceleration_of(mri::equispaced_fraction_mask_1d(320, 0.08, 4, 0)), 4.0, 0.15);
   EXPECT_NEAR(mri::acceleration_of(mri::equispaced_fraction_mask_1d(320, 0.04, 8, 0)), 8.0, 0.4);

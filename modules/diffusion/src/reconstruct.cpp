@@ -56,8 +56,8 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
     AMBIENT_CHECK(c.further_accel > 1, "reconstruct: expected a further acceleration > 1, got ", c.further_accel);
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < k * s; ++i)
-      rows.push_back(mri::random_mask_1d(ny, std::min(0.08, 0.5 / c.further_accel), c.further_accel,
-                                         static_cast<uint32_t>(c.seed * 7919 + 17 + static_cast<uint64_t>(i))));
+      rows.push_back(mri::further_line_mask(ny, c.further_accel,
+                                            static_cast<uint32_t>(c.seed * 7919 + 17 + static_cast<uint64_t>(i))));
     auto lines = torch::stack(rows);
     tilde_maps = rep(maps);
     tilde_mask = lines.to(torch::kComplexFloat).reshape({k * s, 1, ny, 1});

@@ -88,6 +88,10 @@ torch::Tensor random_mask_1d(int64_t n, double center_fraction, double accelerat
   return to_tensor(m);
 }
 
+torch::Tensor further_line_mask(int64_t n, double acceleration, uint32_t seed) {
+  return random_mask_1d(n, std::min(0.08, 0.5 / acceleration), acceleration, seed);
+}
+
 torch::Tensor equispaced_mask_1d(int64_t n, double center_fraction, int64_t acceleration, uint32_t seed) {
   check_mask_args(n, center_fraction, static_cast<double>(acceleration));
   NumpyRandomState rng(seed);

@@ -13,6 +13,10 @@ namespace ambient::mri {
 /// others kept with probability (n/R - n_low) / (n - n_low). With a seed it draws the same numbers as
 /// numpy.random.RandomState(seed), so masks match fastMRI's subsample.py line for line. Returns bool [n].
 torch::Tensor random_mask_1d(int64_t n, double center_fraction, double acceleration, uint32_t seed);
+/// The fixed further line mask Ã through which an ambient-Fourier model sees a full estimate at inference
+/// (posterior reconstruction, unconditional sampling): random_mask_1d at this acceleration, with a centre of 8%
+/// of the lines or half of those kept, whichever is smaller. Returns bool [n].
+torch::Tensor further_line_mask(int64_t n, double acceleration, uint32_t seed);
 /// fastMRI's EquiSpacedMaskFunc: the centre plus every R-th line from a random offset in [0, R).
 torch::Tensor equispaced_mask_1d(int64_t n, double center_fraction, int64_t acceleration, uint32_t seed);
 /// fastMRI's EquispacedMaskFractionFunc: spacing adjusted so that the total fraction sampled is 1/R.
