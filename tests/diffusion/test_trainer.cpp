@@ -13,16 +13,14 @@
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/simulate.hpp"
+#include "../mri/helpers.hpp"
 
 using namespace ambient;
 using namespace ambient::diffusion;
 
 namespace {
 
-std::string scratch(const std::string& name) {
-  std::filesystem::create_directories(AMBIENT_TEST_TMP);
-  return std::string(AMBIENT_TEST_TMP) + "/" + name;
-}
+using test::scratch;  // a folder per test process: ctest runs several at once
 
 // Smooth random complex images (a few low-frequency components): learnable structure for a tiny network.
 class SmoothImages final : public Source {
@@ -181,7 +179,6 @@ TEST(TrainerIntegration, TorchScriptFoundationFineTunesSavesAndResumes) {
   { std::ofstream(script) << py; }
   ASSERT_EQ(std::system(("/usr/bin/python3 " + script).c_str()), 0) << "needs python3-torch (scripts/setup.sh)";
   EXPECT_FALSE(is_ambient_checkpoint(ts));
-  EXPECT_TRUE(is_ambient_checkpoint(scratch("ckpt.pt")));
 
   auto cfg = quick(3);
   cfg.objective = Objective::ambient_image;
@@ -190,6 +187,7 @@ TEST(TrainerIntegration, TorchScriptFoundationFineTunesSavesAndResumes) {
   EXPECT_EQ(state.model->cond_channels(), 0);
   const auto path = scratch("ts_finetuned.pt");
   train(state, cfg, std::make_shared<SmoothImages>(), nullptr, path, nullptr);
+  EXPECT_TRUE(is_ambient_checkpoint(path));
   // The weights moved (the optimiser reaches the scripted parameters) and the checkpoint restores them exactly.
   auto original = load_torchscript(ts);
   EXPECT_FALSE(same_parameters(*original, *state.model));

@@ -1,6 +1,8 @@
 // Small helpers shared by the mri tests: seeded random complex tensors and a scratch folder.
 #pragma once
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -14,10 +16,20 @@ inline torch::Tensor random_complex(std::vector<int64_t> shape, uint64_t seed) {
   return torch::randn(shape, gen, torch::kComplexFloat);
 }
 
+/// A path in this process's own scratch folder (AMBIENT_TEST_TMP/p<pid>, removed at exit): ctest runs every test
+/// in a process of its own, several at once, so a shared name would be written and read by two tests at a time.
 inline std::string scratch(const std::string& name) {
-  std::filesystem::path dir = std::filesystem::path(AMBIENT_TEST_TMP);
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  struct Folder {
+    std::filesystem::path path =
+        std::filesystem::path(AMBIENT_TEST_TMP) / ("p" + std::to_string(static_cast<long>(::getpid())));
+    ~Folder() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Folder folder;
+  std::filesystem::create_directories(folder.path);
+  return (folder.path / name).string();
 }
 
 /// max |a - b| / max |b|
