@@ -70,6 +70,13 @@ grep -q "further line mask at R = 2 " post.log && ok "ambient-Fourier model sees
 "$AMBIENT" recon scans.h5 "${R[@]}" -o post2.nii.gz --std post_std2.nii.gz > /dev/null 2>&1
 cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok "recon deterministic for --seed" \
   || bad "recon deterministic for --seed"
+"$AMBIENT" recon scans.h5 "${R[@]}" --network-batch 1 -o post_nb1.nii.gz > /dev/null 2>&1
+"$AMBIENT" eval --reference post.nii.gz post_nb1.nii.gz --json nb1.json > /dev/null 2>&1
+grep -q '"nmse": [0-9.]*e-1[0-9]\|"nmse": 0[,}]' nb1.json && ok "recon result does not depend on --network-batch" \
+  || { bad "recon result depends on --network-batch"; cat nb1.json; }
+"$AMBIENT" recon scans.h5 --method posterior --model ft.pt --steps 1 -o post_k.nii.gz > post_k.log 2>&1
+grep -q "sampling: 16 samples x 1 steps" post_k.log && ok "ambient-Fourier models average 16 samples by default" \
+  || { bad "default samples of an ambient-Fourier model"; cat post_k.log; }
 "$AMBIENT" recon scans.h5 --method dps --model ft.pt --samples 1 --steps 4 -o dps.nii.gz > dps.log 2>&1 \
   && ok "recon --method dps" || { bad "recon --method dps"; cat dps.log; }
 "$AMBIENT" sample --model straight.pt -n 4 --size 32 --steps 6 -o grid.png --nifti samples.nii.gz > s.log 2>&1 \

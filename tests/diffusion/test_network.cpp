@@ -92,3 +92,26 @@ TEST(Edm, SigmaSamplesAreLogNormal) {
   // λ(σ) = (σ² + σd²)/(σ σd)²
   EXPECT_NEAR(loss_weight(torch::tensor({0.5}), e).item<double>(), (0.25 + 0.25) / (0.0625), 1e-9);
 }
+
+TEST(Edm, ChunkedDenoiserMatchesOneBatchAndPassesGradients) {
+  EdmDenoiser net(tiny(1), EdmConfig{});
+  randomise(*net, 5);
+  net->eval();
+  auto d = as_denoiser(net);
+  auto x = torch::randn({7, 2, 16, 16});
+  auto sigma = torch::rand({7}) + 0.1;
+  auto cond = (torch::rand({7, 1, 16, 16}) > 0.5).to(torch::kFloat);
+  const auto whole = d(x, sigma, cond);
+  // 7 items in chunks of 3: 3 + 3 + 1, each item with its own σ and mask channel.
+  const auto parts = chunked(d, 3)(x, sigma, cond);
+  EXPECT_LT((parts - whole).abs().max().item<double>(), 1e-5);
+  // chunk <= 0 or >= batch: one call.
+  int calls = 0;
+  in_chunks(7, 0, [&](int64_t b, int64_t n) { ++calls; EXPECT_EQ(b, 0); EXPECT_EQ(n, 7); return torch::zeros({n}); });
+  EXPECT_EQ(calls, 1);
+  // DPS differentiates through the network: the chunked gradient is the whole one.
+  auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
+  auto ga = torch::autograd::grad({d(xa, sigma, cond).square().sum()}, {xa})[0];
+  auto gb = torch::autograd::grad({chunked(d, 3)(xb, sigma, cond).square().sum()}, {xb})[0];
+  EXPECT_LT((ga - gb).abs().max().item<double>(), 1e-4 * ga.abs().max().item<double>());
+}

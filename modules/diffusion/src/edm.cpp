@@ -54,4 +54,20 @@ DenoiserFn as_denoiser(ModelPtr model) {
   };
 }
 
+torch::Tensor in_chunks(int64_t batch, int64_t chunk, const std::function<torch::Tensor(int64_t, int64_t)>& f) {
+  if (chunk <= 0 || chunk >= batch) return f(0, batch);
+  std::vector<torch::Tensor> parts;
+  for (int64_t b = 0; b < batch; b += chunk) parts.push_back(f(b, std::min(chunk, batch - b)));
+  return torch::cat(parts);
+}
+
+DenoiserFn chunked(DenoiserFn d, int64_t chunk) {
+  return [d = std::move(d), chunk](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) {
+    auto part = [](const torch::Tensor& t, int64_t b, int64_t n) { return t.defined() ? t.narrow(0, b, n) : t; };
+    return in_chunks(x.size(0), chunk, [&](int64_t b, int64_t n) {
+      return d(x.narrow(0, b, n), part(sigma, b, n), part(cond, b, n));
+    });
+  };
+}
+
 }  // namespace ambient::diffusion

@@ -66,14 +66,18 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
     cond = torch::ones({k * s, model->cond_channels(), ny, nx});
   }
   auto d = as_denoiser(model);
+  // The network (and Ã^H Ã) runs on at most c.network_batch of the K * S items at a time.
   DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
-    auto input = x;
-    if (tilde_mask.defined()) {
-      auto coils = mri::fft2c_torch(tilde_maps * from_channels(x).unsqueeze(1)) * tilde_mask;
-      input = to_channels((tilde_maps.conj() * mri::ifft2c_torch(coils)).sum(1));
-    }
-    Bf16Autocast autocast(c.bf16);
-    return d(input, sigma, cnd).to(torch::kFloat);
+    return in_chunks(x.size(0), c.network_batch, [&](int64_t b, int64_t n) {
+      auto input = x.narrow(0, b, n);
+      if (tilde_mask.defined()) {
+        auto maps_b = tilde_maps.narrow(0, b, n);
+        auto coils = mri::fft2c_torch(maps_b * from_channels(input).unsqueeze(1)) * tilde_mask.narrow(0, b, n);
+        input = to_channels((maps_b.conj() * mri::ifft2c_torch(coils)).sum(1));
+      }
+      Bf16Autocast autocast(c.bf16);
+      return d(input, sigma.narrow(0, b, n), cnd.defined() ? cnd.narrow(0, b, n) : cnd).to(torch::kFloat);
+    });
   };
   auto gen = at::detail::createCPUGenerator(c.seed);
   model->eval();

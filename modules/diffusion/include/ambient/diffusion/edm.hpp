@@ -72,4 +72,11 @@ torch::Tensor loss_weight(const torch::Tensor& sigma, const EdmConfig& edm);
 DenoiserFn as_denoiser(ModelPtr model);
 inline DenoiserFn as_denoiser(const EdmDenoiser& model) { return as_denoiser(ModelPtr(model.ptr())); }
 
+/// f(begin, n) over [begin, begin + n) for consecutive chunks of at most `chunk` of `batch` items, concatenated
+/// along dim 0. Large CPU batches run slower per item than small ones: their activations (hundreds of MB) are
+/// mapped fresh from the kernel on every call (docs/performance.md). chunk <= 0: one call.
+torch::Tensor in_chunks(int64_t batch, int64_t chunk, const std::function<torch::Tensor(int64_t, int64_t)>& f);
+/// `d` applied to at most `chunk` batch items at a time (x, σ and the corruption channels split alike).
+DenoiserFn chunked(DenoiserFn d, int64_t chunk);
+
 }  // namespace ambient::diffusion

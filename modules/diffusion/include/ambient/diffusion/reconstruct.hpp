@@ -23,6 +23,9 @@ struct ReconstructConfig {
   /// fed Ã^H Ã x_t through one fixed line mask Ã of this acceleration per sample (drawn like the training masks,
   /// with the scan's coil maps), as A-DPS does (Aali et al. 2024). 0: give the network x_t with an all-ones mask.
   double further_accel = 0;
+  /// The network sees at most this many of the samples × slices at a time (<= 0: all at once). Results do not
+  /// depend on it; on CPU small batches are faster per item (docs/performance.md).
+  int64_t network_batch = 4;
 };
 
 struct Reconstruction {
