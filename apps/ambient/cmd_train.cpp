@@ -175,7 +175,7 @@ int run_finetune(const std::vector<std::string>& args) {
        "further corruption: fraction of A's non-calibration lines (or pixels) Ã drops each step")
       ("further-accel", po::value(&further_accel)->default_value(0),
        "fourier: set δ so Ã has this acceleration on the first scan (A-DPS used R=4 -> 5); overrides --delta")
-      ("extra-blocks", po::value(&c.cfg.extra_blocks)->default_value(0), "block: Ã erases this many more boxes")
+      ("extra-blocks", po::value(&c.cfg.extra_blocks)->default_value(0), "block: Ã erases this many more boxes, of --block-size")
       ("blocks", po::value(&sc.block_count)->default_value(sc.block_count), "block: boxes A erases per slice")
       ("block-size", po::value(&block_size)->default_value(block_size), "block: box side range min,max")
       ("base-channels", po::value(&scratch_net.base_channels)->default_value(scratch_net.base_channels),
@@ -194,6 +194,7 @@ int run_finetune(const std::vector<std::string>& args) {
   const auto sizes = int_list(block_size, "--block-size");
   AMBIENT_CHECK(sizes.size() == 2, "finetune --block-size: expected min,max");
   sc.block_min = sizes[0], sc.block_max = sizes[1];
+  c.cfg.extra_block_min = sizes[0], c.cfg.extra_block_max = sizes[1];  // Ã's extra boxes are drawn like A's
   sc.corruption = corruption;
   sc.seed = c.cfg.seed;
   c.cfg.objective = objective == "naive" ? diffusion::Objective::naive

@@ -106,14 +106,34 @@ TEST(Masks, PoissonDiscKeepsPointsApart) {
 }
 
 TEST(Masks, BlocksEraseBoxesOfTheRequestedSizes) {
-  auto m = mri::random_blocks(64, 64, 1, 10, 10, 9);
-  EXPECT_EQ((~m).sum().item<int64_t>(), 100);
+  for (uint32_t seed = 0; seed < 20; ++seed) {  // one box: a rectangle of at most 10 x 10, clipped by the edge
+    auto e = ~mri::random_blocks(64, 64, 1, 10, 10, seed);
+    const auto rows = e.any(1).sum().item<int64_t>(), cols = e.any(0).sum().item<int64_t>();
+    EXPECT_LE(rows, 10);
+    EXPECT_LE(cols, 10);
+    EXPECT_EQ(e.sum().item<int64_t>(), rows * cols);
+  }
   auto many = mri::random_blocks(64, 64, 5, 4, 12, 2);
   const auto erased = (~many).sum().item<int64_t>();
   EXPECT_GE(erased, 16);
   EXPECT_LE(erased, 5 * 144);
   EXPECT_TRUE(many.equal(mri::random_blocks(64, 64, 5, 4, 12, 2)));
   EXPECT_THROW(mri::random_blocks(64, 64, 1, 10, 80, 0), ambient::Error);
+}
+
+TEST(Masks, BlocksEraseEveryPixelEquallyOften) {
+  // The ambient objective can only learn E[x0 | ...] where A observes with some probability: a box mask that
+  // always hides the centre (where the anatomy is) teaches nothing there. 2000 masks of 12 boxes of 4-12 at 48 x 48.
+  auto freq = torch::zeros({48, 48});
+  for (uint32_t seed = 0; seed < 2000; ++seed) freq += (~mri::random_blocks(48, 48, 12, 4, 12, seed)).to(torch::kFloat);
+  freq /= 2000;
+  // Each box covers a pixel with probability E[h / (n + h - 1)]² (sides uniform in 4..12).
+  double p = 0;
+  for (int h = 4; h <= 12; ++h) p += h / (48.0 + h - 1) / 9;
+  const double expected = 1 - std::pow(1 - p * p, 12);
+  EXPECT_NEAR(freq.mean().item<double>(), expected, 0.01);
+  EXPECT_NEAR(freq.slice(0, 20, 28).slice(1, 20, 28).mean().item<double>(), expected, 0.03);  // centre
+  EXPECT_NEAR(freq.slice(0, 0, 4).slice(1, 0, 4).mean().item<double>(), expected, 0.03);      // corner
 }
 
 TEST(Masks, RandomPixelsEraseTheRequestedFraction) {

@@ -313,7 +313,8 @@ torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfi
       case Objective::ambient_image:
         AMBIENT_CHECK(b.mask.defined(), "ambient-image objective: the data carry no corruption mask (use block data)");
         extra.push_back(cfg.extra_blocks > 0
-                            ? further_corrupt_blocks(b.mask.narrow(0, j, 1), cfg.extra_blocks, 4, 16, rng)
+                            ? further_corrupt_blocks(b.mask.narrow(0, j, 1), cfg.extra_blocks, cfg.extra_block_min,
+                                                     cfg.extra_block_max, rng)
                             : further_corrupt_pixels(b.mask.narrow(0, j, 1), cfg.delta, gen));
         break;
       case Objective::ambient_fourier:

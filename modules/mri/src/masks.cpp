@@ -192,11 +192,14 @@ torch::Tensor random_blocks(int64_t ny, int64_t nx, int64_t count, int64_t min_s
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> size(min_size, max_size);
   for (int64_t b = 0; b < count; ++b) {
+    // Boxes may hang over the edge (clipped): every pixel is then covered with the same probability. Boxes kept
+    // inside the image cover the centre far more often than the border: 82 boxes of 16-40 at 128 x 128 leave a
+    // centre pixel visible in 0.1% of masks and a corner pixel in nearly all.
     const int64_t h = size(rng), w = size(rng);
-    const int64_t y0 = std::uniform_int_distribution<int64_t>(0, ny - h)(rng);
-    const int64_t x0 = std::uniform_int_distribution<int64_t>(0, nx - w)(rng);
-    for (int64_t y = y0; y < y0 + h; ++y)
-      for (int64_t x = x0; x < x0 + w; ++x) a[y][x] = false;
+    const int64_t y0 = std::uniform_int_distribution<int64_t>(1 - h, ny - 1)(rng);
+    const int64_t x0 = std::uniform_int_distribution<int64_t>(1 - w, nx - 1)(rng);
+    for (int64_t y = std::max<int64_t>(0, y0); y < std::min(ny, y0 + h); ++y)
+      for (int64_t x = std::max<int64_t>(0, x0); x < std::min(nx, x0 + w); ++x) a[y][x] = false;
   }
   return t;
 }

@@ -30,6 +30,9 @@ struct TrainConfig {
   double ema_halflife = 100;        ///< EMA half-life in steps
   double delta = 0.2;               ///< ambient: extra erasure probability (pixels) or line-drop fraction (Fourier)
   int64_t extra_blocks = 0;         ///< ambient image: erase this many extra boxes instead of pixels (0: pixels)
+  /// Side range of those boxes: A's own (finetune --block-size), so that a region Ã erased looks like one A
+  /// erased and the loss on A \ Ã teaches inpainting of the holes the sampler's Ã will have.
+  int64_t extra_block_min = 8, extra_block_max = 32;
   uint64_t seed = 0;
   int64_t checkpoint_every = 100;
   int64_t val_every = 50;

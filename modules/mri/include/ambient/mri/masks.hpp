@@ -34,8 +34,9 @@ struct PoissonDiscConfig {
 /// 2-D variable-density Poisson-disc mask (Bridson's algorithm with a radius growing with |k|), bool [ny, nx].
 torch::Tensor poisson_disc_2d(int64_t ny, int64_t nx, const PoissonDiscConfig& config, uint32_t seed);
 
-/// Image-domain corruption: `count` random boxes with sides in [min_size, max_size] erased. Returns bool [ny, nx],
-/// true where the pixel is kept.
+/// Image-domain corruption: `count` random boxes with sides in [min_size, max_size] erased, placed so that every
+/// pixel is equally likely to be erased (boxes may be clipped by the edge). Returns bool [ny, nx], true where the
+/// pixel is kept.
 torch::Tensor random_blocks(int64_t ny, int64_t nx, int64_t count, int64_t min_size, int64_t max_size,
                             uint32_t seed);
 
