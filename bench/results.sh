@@ -32,7 +32,7 @@ train ambient_finetuned finetune "${TRAIN[@]}" --init "$FOUNDATION" --corruption
 train ambient_scratch finetune "${TRAIN[@]}" --corruption fourier --further-accel 5
 train naive finetune "${TRAIN[@]}" --objective naive
 # The paper's block experiment: image-domain boxes erase ~90% of each clean training slice (A); Ã erases more.
-BLOCKS=(--blocks 70 --block-size 16,40)  # boxes anywhere (clipped at the edge): 89.7% erased
+BLOCKS=(--blocks 70 --block-size 16,40)  # boxes anywhere (clipped at the edge): about 90% erased
 train block_ambient finetune --data "$T/train_clean.h5" --steps "$STEPS" --batch "$BATCH" --checkpoint-every 500 \
   --init "$FOUNDATION" --corruption block "${BLOCKS[@]}" --extra-blocks 4
 # Optional: the same ambient fine-tune carried on to LONG_STEPS, to see what more steps buy.
