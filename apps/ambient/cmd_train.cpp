@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/diffusion/tensor_file.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
@@ -31,7 +32,7 @@ void add_common(po::options_description& o, Common& c) {
       ("data", po::value(&c.data)->multitoken()->required(),
        "training files or folders (pretrain: NIfTI volumes, each optionally as volume.nii.gz@coronal)")
       ("val", po::value(&c.val)->multitoken(), "held-out files for the validation loss")
-      ("out,o", po::value(&c.out)->required(), "checkpoint to write (.pt), atomically, every --checkpoint-every steps")
+      ("out,o", po::value(&c.out), "checkpoint to write (.pt), atomically, every --checkpoint-every steps")
       ("resume", po::bool_switch(&c.resume), "continue from --out where an interrupted run stopped")
       ("steps", po::value(&c.cfg.steps)->default_value(c.cfg.steps), "total training steps")
       ("batch", po::value(&c.cfg.batch)->default_value(c.cfg.batch), "images per step")
@@ -105,10 +106,12 @@ int run_pretrain(const std::vector<std::string>& args) {
   diffusion::UNetConfig net;
   diffusion::EdmConfig edm;
   int64_t matrix = 128;
-  std::string orientation = "axial", mult = "1,2,2", attention = "2", init;
+  std::string orientation = "axial", mult = "1,2,2", attention = "2", init, dump;
   add_common(opts, c);
   opts.add_options()
       ("init", po::value(&init), "continue pretraining from this checkpoint (its EMA weights; network options ignored)")
+      ("dump-slices", po::value(&dump), "NIfTI inputs: write the slices' magnitudes (float16 tensor file) for "
+       "ambient-gpu-pretrain and stop; --out is then not needed")
       ("matrix", po::value(&matrix)->default_value(matrix), "NIfTI inputs: slices resampled to this square matrix")
       ("orientation", po::value(&orientation)->default_value(orientation), "NIfTI inputs: axial|coronal|sagittal")
       ("base-channels", po::value(&net.base_channels)->default_value(net.base_channels), "UNet width")
@@ -138,6 +141,19 @@ int run_pretrain(const std::vector<std::string>& args) {
     }
   }
   auto is_volume = [](const std::string& f) { return f.find(".nii") != std::string::npos; };
+  AMBIENT_CHECK(!dump.empty() || !c.out.empty(), "pretrain: --out is required (the checkpoint to write)");
+  if (!dump.empty()) {
+    AMBIENT_CHECK(std::all_of(files.begin(), files.end(), is_volume), "pretrain --dump-slices: NIfTI volumes only");
+    diffusion::TensorFile file;
+    file.tensors.emplace_back("slices", diffusion::clean_volume_magnitudes(files, matrix, orientation).to(torch::kHalf));
+    std::string list;
+    for (const auto& f : files) list += (list.empty() ? "" : " ") + f;
+    file.meta = {{"volumes", list}, {"matrix", std::to_string(matrix)}, {"orientation", orientation}};
+    diffusion::write_tensor_file(dump, file);
+    std::cout << "wrote " << dump << ": " << file.tensors[0].second.size(0) << " slices of " << matrix << "x" << matrix
+              << " (float16 magnitudes, 99th percentile 1)\n";
+    return 0;
+  }
   std::shared_ptr<diffusion::Source> data, val;
   auto make = [&](const std::vector<std::string>& fs) -> std::shared_ptr<diffusion::Source> {
     if (std::all_of(fs.begin(), fs.end(), is_volume)) return diffusion::clean_volume_source(fs, matrix, orientation, c.cfg.seed);
@@ -185,6 +201,7 @@ int run_finetune(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("finetune", "--data SCANS... --init foundation.pt --out model.pt [options]", opts, pos, args, vm))
     return 0;
+  AMBIENT_CHECK(!c.out.empty(), "finetune: --out is required (the checkpoint to write)");
   const auto group = diffusion::Group::join(c.dist);
   c.cfg.flips = !vm.count("no-flips");
   AMBIENT_CHECK(corruption == "fourier" || corruption == "block", "finetune --corruption: expected fourier|block, "

@@ -62,7 +62,8 @@ class CleanVolumeSource final : public Source {
   }
   int64_t files() const override { return static_cast<int64_t>(paths_.size()); }
   int64_t slices(int64_t f) const override { return counts_.at(f); }
-  Example load(int64_t f, int64_t s) override {
+  /// Slice s of file f: magnitude [H, W] scaled so its 99th percentile is 1.
+  torch::Tensor magnitude(int64_t f, int64_t s) {
     if (f != cached_) {
       mri::SimulateConfig c;
       c.orientation = orientations_[f];
@@ -72,10 +73,13 @@ class CleanVolumeSource final : public Source {
       stack_ = mri::resample_slices(mri::read_nifti(paths_[f]), c).magnitude.to(torch::kFloat);
       cached_ = f;
     }
+    return stack_[s] / std::max(percentile99(stack_[s]), 1e-6);  // = the percentile of |x| whatever the phase
+  }
+  Example load(int64_t f, int64_t s) override {
+    auto mag = magnitude(f, s);
     auto gen = at::detail::createCPUGenerator(mix(seed_, mix(f, s)));
     auto phase = mri::smooth_phase(1, matrix_, 1.5, gen).to(torch::kFloat);
-    auto z = torch::polar(stack_[s].unsqueeze(0), phase);
-    z = z / std::max(percentile99(z.abs()), 1e-6);
+    auto z = torch::polar(mag.unsqueeze(0), phase);
     Example e;
     e.image = to_channels(z)[0];
     return e;
@@ -185,6 +189,15 @@ std::unique_ptr<Source> clean_volume_source(const std::vector<std::string>& volu
   AMBIENT_CHECK(orientation == "axial" || orientation == "coronal" || orientation == "sagittal",
                 "pretrain: expected orientation axial|coronal|sagittal, got '", orientation, "'");
   return std::make_unique<CleanVolumeSource>(volumes, matrix, orientation, seed);
+}
+
+torch::Tensor clean_volume_magnitudes(const std::vector<std::string>& volumes, int64_t matrix,
+                                      const std::string& orientation) {
+  CleanVolumeSource source(volumes, matrix, orientation, 0);
+  std::vector<torch::Tensor> slices;
+  for (int64_t f = 0; f < source.files(); ++f)
+    for (int64_t s = 0; s < source.slices(f); ++s) slices.push_back(source.magnitude(f, s));
+  return torch::stack(slices);
 }
 
 std::unique_ptr<Source> scan_source(const std::vector<std::string>& scans, const ScanSourceConfig& config) {

@@ -2,6 +2,7 @@
 #include "ambient/diffusion/edm.hpp"
 
 #include <ATen/autocast_mode.h>
+#include <torch/version.h>
 
 #include "ambient/mri/error.hpp"
 
@@ -25,13 +26,41 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   return c_skip * x + c_out * net->forward(input, c_noise).to(x.dtype());
 }
 
-Bf16Autocast::Bf16Autocast(bool on) : previous_(at::autocast::is_cpu_enabled()) {
-  at::autocast::set_cpu_enabled(on);
-  if (on) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+namespace {
+
+// The autocast switches were per device before LibTorch 2.4 and take the device since (apps/gpu_pretrain builds
+// against a newer LibTorch than Debian's 1.13).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+bool autocast_enabled(torch::DeviceType d) { return at::autocast::is_autocast_enabled(d); }
+void set_autocast(torch::DeviceType d, bool on) {
+  at::autocast::set_autocast_enabled(d, on);
+  if (on) at::autocast::set_autocast_dtype(d, at::kBFloat16);
+}
+#else
+bool autocast_enabled(torch::DeviceType d) {
+  return d == torch::kCPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+}
+void set_autocast(torch::DeviceType d, bool on) {
+  if (d == torch::kCPU) {
+    at::autocast::set_cpu_enabled(on);
+    if (on) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  } else {
+    at::autocast::set_enabled(on);
+    if (on) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  }
+}
+#endif
+
+}  // namespace
+
+Bf16Autocast::Bf16Autocast(bool on, torch::DeviceType device)
+    : previous_(autocast_enabled(device)), device_(device) {
+  AMBIENT_CHECK(device == torch::kCPU || device == torch::kCUDA, "bf16 autocast: CPU or CUDA only, got ", device);
+  set_autocast(device, on);
 }
 
 Bf16Autocast::~Bf16Autocast() {
-  at::autocast::set_cpu_enabled(previous_);
+  set_autocast(device_, previous_);
   at::autocast::clear_cache();
 }
 

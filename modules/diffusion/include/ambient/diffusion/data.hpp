@@ -51,6 +51,10 @@ class Source {
 /// A volume may carry its own orientation as "path@coronal"; others use `orientation`.
 std::unique_ptr<Source> clean_volume_source(const std::vector<std::string>& volumes, int64_t matrix,
                                             const std::string& orientation, uint64_t seed);
+/// The magnitudes of those slices, [N, H, W] float, each scaled as above, in file then slice order (what
+/// `ambient pretrain --dump-slices` writes for apps/gpu_pretrain, which draws the phase itself).
+torch::Tensor clean_volume_magnitudes(const std::vector<std::string>& volumes, int64_t matrix,
+                                      const std::string& orientation);
 
 struct ScanSourceConfig {
   std::string corruption = "fourier";  ///< fourier: k-space + maps; block: image-domain boxes erased; none: clean

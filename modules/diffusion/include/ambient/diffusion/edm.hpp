@@ -50,17 +50,18 @@ struct EdmDenoiserImpl : DenoiserModule {
 };
 TORCH_MODULE(EdmDenoiser);
 
-/// bfloat16 CPU autocast for the scope when `on` (the network's convolutions and matmuls run in bf16; GroupNorm
-/// stays float32, network.cpp); restores the previous state and clears the cast cache on exit.
+/// bfloat16 autocast on `device` (CPU or CUDA) for the scope when `on` (the network's convolutions and matmuls run
+/// in bf16; GroupNorm stays float32, network.cpp); restores the previous state and clears the cast cache on exit.
 class Bf16Autocast {
  public:
-  explicit Bf16Autocast(bool on);
+  explicit Bf16Autocast(bool on, torch::DeviceType device = torch::kCPU);
   ~Bf16Autocast();
   Bf16Autocast(const Bf16Autocast&) = delete;
   Bf16Autocast& operator=(const Bf16Autocast&) = delete;
 
  private:
   bool previous_;
+  torch::DeviceType device_;
 };
 
 /// Draws σ [batch] from the training distribution.
