@@ -146,16 +146,14 @@ int main(int argc, char** argv) {
 
     std::ofstream log(log_path, opt.count("--resume") ? std::ios::app : std::ios::trunc);
     AMBIENT_CHECK(log.good(), "ambient-gpu-pretrain: cannot write the log ", log_path);
-    int64_t first_step = -1;
     const auto monitor = [&](const SliceTrainReport& r) {
-      if (first_step < 0) first_step = r.step - 50;
       log << "{\"step\": " << r.step << ", \"loss\": " << r.loss << ", \"lr\": " << r.lr
           << ", \"images_per_s\": " << r.images_per_s << ", \"elapsed_s\": " << r.elapsed_s << "}\n";
       log.flush();
-      const double rate = static_cast<double>(std::max<int64_t>(1, r.step - first_step)) / std::max(1e-9, r.elapsed_s);
+      const double steps_per_s = r.images_per_s / static_cast<double>(cfg.batch);
       std::cout << "step " << r.step << "/" << r.steps << "  loss " << std::setprecision(4) << r.loss << "  "
                 << std::setprecision(5) << r.images_per_s << " img/s  elapsed " << clock_string(r.elapsed_s)
-                << "  ETA " << clock_string(static_cast<double>(r.steps - r.step) / rate)
+                << "  ETA " << clock_string(static_cast<double>(r.steps - r.step) / std::max(1e-9, steps_per_s))
                 << (r.checkpointed ? "  (checkpoint)" : "") << std::endl;
     };
     const auto step = train_on_slices(slices, net, edm, cfg, device, out, opt.count("--resume") > 0, monitor);

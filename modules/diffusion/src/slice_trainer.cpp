@@ -32,7 +32,9 @@ void save_archive(const std::string& path, const std::function<void(torch::seria
   fill(ar);
   const std::string tmp = path + ".tmp";
   ar.save_to(tmp);
-  std::filesystem::rename(tmp, path);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  AMBIENT_CHECK(!ec, "slice training: cannot rename ", tmp, " to ", path, ": ", ec.message());
 }
 
 void save_run(const std::string& out, torch::nn::Module& model, torch::nn::Module& ema, torch::optim::Adam& opt,
