@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 A=build/apps/ambient
 SCAN=data/samples/ch2_axial_r4.h5
 REF=data/samples/ch2_axial_ref.nii.gz
-FOUNDATION=data/models/foundation.pt
+FOUNDATION=data/models/foundation_gpu.pt
 FINETUNED=data/models/ambient_ch2_r4.pt
 O=out/demo
 STEPS=${DEMO_STEPS:-60}

@@ -4,7 +4,7 @@
 # nothing else of ambient's dependencies. The foundation recipe (docs/cli.md, data/models/README.md):
 #   build/apps/ambient pretrain --data <source volumes> --matrix 128 --dump-slices out/gpu/slices.bin   # here
 #   scripts/gpu_pretrain.sh --slices out/gpu/slices.bin --out out/gpu/foundation_gpu.bin ...        # on the GPU
-#   build/apps/ambient export out/gpu/foundation_gpu.bin -o data/models/foundation.pt                  # here
+#   build/apps/ambient export out/gpu/foundation_gpu.bin -o data/models/foundation_gpu.pt              # here
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-gpu}
