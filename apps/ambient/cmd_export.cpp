@@ -41,6 +41,7 @@ int run_export(const std::vector<std::string>& args) {
   cfg.objective = diffusion::parse_objective(info.objective);
   auto state = diffusion::load_state(input, cfg, info.has_optimizer);
   state.objective = info.objective;
+  state.noise_convention = info.noise_convention;  // the weights keep what they learnt
   diffusion::save_checkpoint(output, state, cfg, true);
   std::cout << "wrote " << output << " (EMA weights of step " << state.step << ")\n";
   return 0;

@@ -18,16 +18,6 @@
 namespace ambient::app {
 namespace {
 
-// Acceleration of the fixed further mask Ã through which ambient-Fourier models see x_t in `recon` (A-DPS).
-// Measured on the held-out target slices (docs/sampling.md): 1.5 / 2 / 3 / 4 / 5 gave 28.95 / 29.03 / 28.69 /
-// 28.40 / 28.23 dB at R = 4, and the scans of data/samples agree (docs/results.md).
-constexpr double kDefaultFurtherAccel = 2.0;
-// Samples × sampler steps per slice, for models fed through Ã (A-DPS) and for the rest; both cost about the same
-// (6.5 s per slice on 2 cores). Ambient models gain from more samples and lose nothing with fewer steps; networks
-// trained on clean images need the steps (the sweep in docs/sampling.md: the shipped ambient model 29.81 / 26.17 dB
-// at R = 4 / 8 with 16 × 8 against 28.46 / 24.97 with 4 × 32; the clean-trained network 28.80 against 30.75 at R = 4).
-constexpr int64_t kAdpsSamples = 16, kAdpsSteps = 8, kDefaultSamples = 4, kDefaultSteps = 32;
-
 // The slices `idx` of a scan (a rank's share of the work).
 mri::Scan select_slices(const mri::Scan& scan, const torch::Tensor& idx) {
   mri::Scan sub = scan;
@@ -53,7 +43,7 @@ void sum_over_ranks(diffusion::Group& group, torch::Tensor& t) {
 int run_recon(const std::vector<std::string>& args) {
   po::options_description opts("recon options");
   std::string file, method, output, png_dir, reference, metrics_path, maps_out, maps_in, model_path, std_path,
-      precision;
+      precision, mean_of;
   diffusion::ReconstructConfig rc;
   mri::ReadOptions ro;
   mri::EspiritConfig ec;
@@ -67,27 +57,29 @@ int run_recon(const std::vector<std::string>& args) {
        "zero-filled | cg-sense | posterior (model, fast data consistency) | dps (model, gradient guidance)")
       ("model", po::value(&model_path), "trained model (.pt checkpoint or TorchScript) for posterior | dps")
       ("samples", po::value(&rc.samples)->default_value(-1),
-       "posterior samples per slice (their mean is the reconstruction, their spread the --std map); -1: 16 for "
-       "ambient-Fourier models, else 4")
+       "posterior samples per slice (their mean is the reconstruction, their spread the --std map); -1: the "
+       "model's default (printed at the start; docs/sampling.md)")
       ("network-batch", po::value(&rc.network_batch)->default_value(rc.network_batch),
        "posterior | dps: images the network sees at once (0: all samples x slices); the result does not depend on "
        "it, the speed and memory do")
       ("steps", po::value(&rc.posterior.schedule.steps)->default_value(-1),
-       "sampler steps; -1: 8 for ambient-Fourier models, else 32")
+       "sampler steps; -1: the model's default")
       ("std", po::value(&std_path), "write the per-pixel standard deviation over samples here (.nii.gz)")
       ("seed", po::value(&rc.seed)->default_value(rc.seed), "sampler seed (the result is deterministic for it)")
       ("cg-per-step", po::value(&rc.posterior.cg_iterations)->default_value(rc.posterior.cg_iterations),
        "posterior: CG iterations of each data-consistency step")
       ("further-accel", po::value(&rc.further_accel)->default_value(-1),
        "ambient-Fourier models: the network sees Ã^H Ã x through a fixed line mask of this acceleration, as in "
-       "training (A-DPS); -1: 2 for such models (Ã keeps about half the lines; the best of 1.5-5 measured in "
-       "docs/sampling.md), 0: off")
+       "training (A-DPS); -1: the model's default (on for such models, docs/sampling.md), 0: off")
       ("gamma-floor", po::value(&rc.posterior.gamma_floor)->default_value(-1),
-       "posterior: error variance of the model's estimate that remains at σ → 0 (network units); -1: 0.005 for "
-       "ambient-Fourier models, which see x only through Ã, else 0")
+       "posterior: error variance of the model's estimate that remains at σ → 0 (network units); -1: the model's "
+       "default (> 0 for ambient-Fourier models, which see x only through Ã)")
       ("gamma-scale", po::value(&rc.posterior.gamma_scale)->default_value(-1),
        "posterior: scale of the denoiser error variance γ(σ) the data-consistency step assumes (< 1: trust the "
-       "model more, fewer noise-like artefacts; docs/sampling.md); -1: 0.5 for ambient-Fourier models, else 1")
+       "model more, fewer noise-like artefacts; docs/sampling.md); -1: the model's default")
+      ("mean-of", po::value(&mean_of)->default_value("conditional"),
+       "posterior: conditional (each chain's last conditional mean E[x0 | x(σ_min), y], averaged: the same chains, "
+       "less noise; docs/sampling.md) | samples (the plain mean of the samples)")
       ("dps-step", po::value(&rc.posterior.dps_step)->default_value(rc.posterior.dps_step), "dps: step size ζ")
       ("noise-var", po::value(&rc.noise_var)->default_value(rc.noise_var),
        "k-space noise variance per sample (< 0: 1 for prewhitened scans, else estimated)")
@@ -120,6 +112,9 @@ int run_recon(const std::vector<std::string>& args) {
     return 0;
   AMBIENT_CHECK(method == "zero-filled" || method == "cg-sense" || method == "posterior" || method == "dps",
                 "recon --method: expected zero-filled|cg-sense|posterior|dps, got '", method, "'");
+  AMBIENT_CHECK(mean_of == "conditional" || mean_of == "samples", "recon --mean-of: expected conditional|samples, "
+                "got '", mean_of, "'");
+  rc.conditional_mean = mean_of == "conditional";
   const bool with_model = method == "posterior" || method == "dps";
   AMBIENT_CHECK(!with_model || !model_path.empty(), "recon --method ", method, " needs --model (a trained .pt)");
   AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");
@@ -130,15 +125,13 @@ int run_recon(const std::vector<std::string>& args) {
   diffusion::ModelPtr model;
   if (with_model) {
     model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
-    const bool ambient_fourier = diffusion::is_ambient_checkpoint(model_path) &&
-                                 diffusion::describe_checkpoint(model_path).objective == "ambient-fourier";
-    if (rc.further_accel < 0) rc.further_accel = ambient_fourier && model->cond_channels() > 0 ? kDefaultFurtherAccel : 0.0;
-    // Measured on two held-out sets and two models (docs/sampling.md): +0.3-0.45 dB at R = 4 and 8 over 0.01 / 1.
-    if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = rc.further_accel > 0 ? 0.005 : 0.0;
-    if (rc.posterior.gamma_scale < 0) rc.posterior.gamma_scale = rc.further_accel > 0 ? 0.5 : 1.0;
-    const bool adps = rc.further_accel > 0;
-    if (rc.samples < 0) rc.samples = adps ? kAdpsSamples : kDefaultSamples;
-    if (rc.posterior.schedule.steps < 0) rc.posterior.schedule.steps = adps ? kAdpsSteps : kDefaultSteps;
+    // The model's own defaults (the library chooses them from the checkpoint); options given here override.
+    const auto d = diffusion::defaults_for(model_path);
+    if (rc.further_accel < 0) rc.further_accel = d.further_accel;
+    if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = d.posterior.gamma_floor;
+    if (rc.posterior.gamma_scale < 0) rc.posterior.gamma_scale = d.posterior.gamma_scale;
+    if (rc.samples < 0) rc.samples = d.samples;
+    if (rc.posterior.schedule.steps < 0) rc.posterior.schedule.steps = d.posterior.schedule.steps;
     AMBIENT_CHECK(rc.samples >= 1, "recon --samples: expected at least 1 (or -1 for the default), got ", rc.samples);
     AMBIENT_CHECK(rc.posterior.schedule.steps >= 1, "recon --steps: expected at least 1 (or -1 for the default), got ",
                   rc.posterior.schedule.steps);

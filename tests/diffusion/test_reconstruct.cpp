@@ -4,12 +4,14 @@
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
+#include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/metrics.hpp"
 #include "ambient/mri/recon.hpp"
 #include "ambient/mri/simulate.hpp"
+#include "../mri/helpers.hpp"
 
 using namespace ambient;
 using namespace ambient::diffusion;
@@ -156,4 +158,36 @@ TEST(Reconstruct, AmbientFourierModelsSeeTheirInputThroughAFixedFurtherMask) {
   EXPECT_GT(off_range(plain->inputs.front()), 0.3) << "the unprojected x should have energy outside Ã's lines";
   rc.further_accel = 0.5;
   EXPECT_THROW(reconstruct(plain, scan, maps, rc), ambient::Error);
+}
+
+TEST(Reconstruct, DefaultsComeFromWhatTheCheckpointSays) {
+  UNetConfig net;
+  net.base_channels = 8;
+  net.channel_mult = {1};
+  net.attention_levels = {};
+  auto save = [&](Objective o, int64_t cond, const std::string& name) {
+    TrainConfig cfg;
+    cfg.objective = o;
+    net.cond_channels = cond;
+    auto state = new_state(net, EdmConfig{}, cfg);
+    const auto path = test::scratch(name);
+    save_checkpoint(path, state, cfg, true);
+    return path;
+  };
+  const ReconstructConfig plain;
+  const auto fourier = defaults_for(save(Objective::ambient_fourier, 1, "fourier.pt"));
+  EXPECT_GT(fourier.further_accel, 1) << "an ambient-Fourier model should see x_t through a further mask";
+  EXPECT_GT(fourier.posterior.gamma_floor, 0);
+  EXPECT_GT(fourier.samples, plain.samples);
+  EXPECT_LT(fourier.posterior.schedule.steps, plain.posterior.schedule.steps);
+  for (auto [o, cond, name] : {std::tuple{Objective::clean, 0, "clean.pt"}, {Objective::naive, 0, "naive.pt"},
+                               {Objective::ambient_image, 1, "block.pt"}, {Objective::ambient_fourier, 0, "nomask.pt"}}) {
+    const auto d = defaults_for(save(o, cond, name));
+    EXPECT_EQ(d.further_accel, 0) << name;
+    EXPECT_EQ(d.samples, plain.samples) << name;
+    EXPECT_EQ(d.posterior.schedule.steps, plain.posterior.schedule.steps) << name;
+    EXPECT_EQ(d.posterior.gamma_scale, plain.posterior.gamma_scale) << name;
+    EXPECT_EQ(d.posterior.gamma_floor, plain.posterior.gamma_floor) << name;
+  }
+  EXPECT_THROW(defaults_for(test::scratch("missing.pt")), ambient::Error);
 }

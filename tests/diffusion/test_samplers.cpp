@@ -182,3 +182,95 @@ TEST(Dps, PullsSamplesToTheDataAndTowardsThePosteriorMean) {
             << dps_err << " vs prior " << prior_err << "\n";
   EXPECT_LT(dps_err, 0.35 * prior_err) << "DPS mean error " << dps_err << ", prior mean error " << prior_err;
 }
+
+namespace {
+
+// A two-component Gaussian-mixture prior sum_k w_k N(μ_k, s² I) on [2, 8, 8] images, measured through the same
+// A = M F as above. The posterior is again a mixture (as in BART's tests/sample.mk): F is unitary and s² I
+// isotropic, so in k-space each component is diagonal. Component k's posterior: measured samples have mean
+// (Fμ_k/(2s²) + y/η) c, c = 1/(1/(2s²) + 1/η), the rest keep Fμ_k; its weight is w_k times its evidence
+// prod_measured CN(y_j; (Fμ_k)_j, 2s² + η). The means differ mostly on the two unmeasured lines, so the data say
+// little about which mode the image is in and both posterior weights stay far from 0 and 1.
+struct MixturePosteriorProblem {
+  int64_t n = 8;
+  double s2 = 0.04, eta = 0.05;
+  torch::Tensor weights = torch::tensor({0.35f, 0.65f});
+  torch::Tensor means, mask, y1;       // [2, 2, n, n] image-domain component means, [n], [n, n]
+  torch::Tensor post_means;            // [2, 2, n, n]: each component's posterior mean
+  torch::Tensor post_weights;          // [2]
+  double post_var_real = 0;            // per real component, the same for both components
+
+  explicit MixturePosteriorProblem(uint64_t seed) {
+    auto gen = at::detail::createCPUGenerator(seed);
+    mask = torch::zeros({n}, torch::kFloat);
+    for (int64_t i : {0, 2, 3, 4, 5, 7}) mask[i] = 1;
+    auto m2 = mask.reshape({n, 1});
+    auto base = mri::fft2c_torch(torch::randn({n, n}, gen, torch::kComplexFloat) * 0.5);
+    // k-space difference between the modes: large on the unmeasured lines, small on the measured ones.
+    auto diff = torch::randn({n, n}, gen, torch::kComplexFloat);
+    diff = diff * (1 - m2) * 1.5 + diff * m2 * 0.02;
+    std::vector<torch::Tensor> k_means = {base + diff, base - diff};
+    auto truth_k = k_means[1] + std::sqrt(2 * s2) * torch::randn({n, n}, gen, torch::kComplexFloat);
+    y1 = (truth_k + std::sqrt(eta) * torch::randn({n, n}, gen, torch::kComplexFloat)) * m2;
+    const double c = 1 / (1 / (2 * s2) + 1 / eta);
+    std::vector<torch::Tensor> imgs, posts;
+    std::vector<double> logw;
+    for (int k = 0; k < 2; ++k) {
+      auto to_img = [](const torch::Tensor& kk) {
+        return torch::view_as_real(mri::ifft2c_torch(kk)).permute({2, 0, 1}).contiguous();
+      };
+      imgs.push_back(to_img(k_means[k]));
+      posts.push_back(to_img(torch::where(m2 > 0, (k_means[k] / (2 * s2) + y1 / eta) * c, k_means[k])));
+      const double misfit = ((y1 - k_means[k]).abs().square() * m2).sum().item<double>();
+      logw.push_back(std::log(weights[k].item<double>()) - misfit / (2 * s2 + eta));  // shared terms dropped
+    }
+    means = torch::stack(imgs);
+    post_means = torch::stack(posts);
+    auto lw = torch::tensor(logw, torch::kDouble);
+    post_weights = torch::softmax(lw, 0);
+    const double measured = mask.sum().item<double>() * n, total = n * n;
+    post_var_real = 0.5 * (measured * c + (total - measured) * 2 * s2) / total;
+  }
+  mri::OperatorPtr op(int64_t batch) const {
+    const mri::Shape shape = {batch, n, n};
+    return mri::compose(mri::make_mask(mask.reshape({1, n, 1}), shape), mri::make_fourier(shape));
+  }
+  torch::Tensor y(int64_t batch) const { return y1.unsqueeze(0).expand({batch, n, n}).contiguous(); }
+};
+
+}  // namespace
+
+TEST(PosteriorSampler, MatchesAGaussianMixturePosteriorWithinEachModeAndNearlyInItsWeights) {
+  MixturePosteriorProblem p(21);
+  const double w0 = p.post_weights[0].item<double>();
+  ASSERT_GT(w0, 0.15);  // the problem is built so that both modes matter
+  ASSERT_LT(w0, 0.85);
+  const int64_t batch = 4000;
+  PosteriorConfig c;
+  c.schedule.steps = 64;
+  c.noise_var = p.eta;
+  c.prior_var = p.s2;  // γ(σ) of one component: exact once a chain has chosen its mode
+  auto gen = at::detail::createCPUGenerator(22);
+  auto prior = gaussian_mixture_denoiser(p.weights, p.means, torch::full({2}, std::sqrt(p.s2)));
+  auto x = sample_posterior(prior, p.op(batch), p.y(batch), c, gen);
+  // Each sample belongs to the nearer component posterior mean (they are ~14 posterior std apart).
+  auto d0 = (x - p.post_means[0]).flatten(1).norm(2, 1), d1 = (x - p.post_means[1]).flatten(1).norm(2, 1);
+  auto first = d0 < d1;
+  const double frac = first.to(torch::kDouble).mean().item<double>();
+  std::cout << "[ measured ] mixture posterior: weight of mode 0 " << frac << " (exact " << w0 << ", prior "
+            << p.weights[0].item<double>() << ")\n";
+  // Which mode: the sampler's Gaussian model of p(x0 | x_i) (one mean, one γ) cannot weigh the modes by their
+  // evidence p(y | mode), so where the modes differ only in directions the data barely see it keeps nearly the
+  // prior's weights (measured: 0.334 at 64 steps, 0.342 at 256, exact 0.268, prior 0.35; DDS/DiffPIR-type samplers
+  // share this). Held to within 0.1 of the exact weight so a regression shows; docs/sampling.md says so.
+  EXPECT_NEAR(frac, w0, 0.1) << "posterior mode weights";
+  for (int k = 0; k < 2; ++k) {
+    auto in_mode = x.index({k == 0 ? first : first.logical_not()});
+    const double m = in_mode.size(0);
+    ASSERT_GT(m, 100);
+    auto mean_err = ((in_mode.mean(0) - p.post_means[k]).abs() / std::sqrt(p.post_var_real / m)).max().item<double>();
+    const double var_ratio = in_mode.var(0).mean().item<double>() / p.post_var_real;
+    EXPECT_LT(mean_err, 4.5) << "mode " << k << ": mean off by " << mean_err << " standard errors";
+    EXPECT_NEAR(var_ratio, 1.0, 0.1) << "mode " << k << ": spread";
+  }
+}

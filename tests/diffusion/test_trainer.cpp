@@ -142,6 +142,36 @@ TEST(Trainer, ResumeContinuesBitForBit) {
   EXPECT_TRUE(same_parameters(*straight.ema, *resumed.ema));
 }
 
+TEST(Trainer, OldAmbientFourierCheckpointsAreToldRootTwoSigmaAndRefuseToResume) {
+  // Convention 1 (trainer.hpp): the network was told σ for noise σ/√2 per channel. Loaded for inference, it must
+  // be told √2 σ for noise σ; resumed, it would mix conventions; exported, it keeps its label.
+  auto cfg = quick(1);
+  cfg.objective = Objective::ambient_fourier;
+  auto state = new_state(tiny(1), EdmConfig{}, cfg);
+  state.objective = "ambient-fourier";
+  state.noise_convention = 1;
+  const auto old_path = scratch("old_fourier.pt"), new_path = scratch("new_fourier.pt");
+  save_checkpoint(old_path, state, cfg);
+  EXPECT_EQ(describe_checkpoint(old_path).noise_convention, 1);
+  auto x = torch::randn({2, 2, 16, 16});
+  auto sigma = torch::tensor({0.3f, 2.0f});
+  auto cond = torch::ones({2, 1, 16, 16});
+  torch::NoGradGuard g;
+  state.ema->eval();
+  auto d = load_denoiser(old_path);
+  EXPECT_EQ(d->cond_channels(), 1);
+  EXPECT_TRUE(torch::allclose(d->forward(x, sigma, cond), state.ema->forward(x, sigma * std::sqrt(2.0f), cond),
+                              1e-5, 1e-6));
+  auto resumed = load_state(old_path, cfg, true);
+  EXPECT_EQ(resumed.noise_convention, 1);
+  EXPECT_THROW(train(resumed, cfg, std::make_shared<SmoothImages>(), nullptr, "", nullptr), ambient::Error);
+  // Today's checkpoints record convention 2 and are told σ as they are.
+  state.noise_convention = kNoiseConvention;
+  save_checkpoint(new_path, state, cfg);
+  EXPECT_EQ(describe_checkpoint(new_path).noise_convention, kNoiseConvention);
+  EXPECT_TRUE(torch::allclose(load_denoiser(new_path)->forward(x, sigma, cond), state.ema->forward(x, sigma, cond)));
+}
+
 TEST(Trainer, BadCheckpointsGiveClearErrors) {
   EXPECT_THROW(load_denoiser(scratch("missing.pt")), ambient::Error);
   const auto junk = scratch("junk.pt");

@@ -4,6 +4,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <cmath>
+
 #include "ambient/mri/error.hpp"
 
 namespace ambient::diffusion {
@@ -62,6 +64,33 @@ Bf16Autocast::Bf16Autocast(bool on, torch::DeviceType device)
 Bf16Autocast::~Bf16Autocast() {
   set_autocast(device_, previous_);
   at::autocast::clear_cache();
+}
+
+namespace {
+
+// torch::randn draws complex values with variance 1/2 per part; the convention wants 1.
+torch::Tensor unit_noise(const torch::Tensor& like, c10::optional<at::Generator> gen) {
+  AMBIENT_CHECK(like.defined() && (like.is_floating_point() || like.is_complex()),
+                "noise: expected a floating-point or complex tensor to shape the noise like");
+  return torch::randn(like.sizes(), std::move(gen), like.options());
+}
+
+}  // namespace
+
+torch::Tensor noise_like(const torch::Tensor& like, double sigma, c10::optional<at::Generator> gen) {
+  AMBIENT_CHECK(sigma >= 0 && std::isfinite(sigma), "noise: expected a finite σ >= 0, got ", sigma);
+  return unit_noise(like, std::move(gen)) * (like.is_complex() ? sigma * std::sqrt(2.0) : sigma);
+}
+
+torch::Tensor noise_like(const torch::Tensor& like, const torch::Tensor& sigma, c10::optional<at::Generator> gen) {
+  AMBIENT_CHECK(sigma.numel() == 1 || (like.dim() >= 1 && sigma.numel() == like.size(0)),
+                "noise: expected one σ or one per batch item (", like.dim() >= 1 ? like.size(0) : 0, "), got ",
+                sigma.numel());
+  std::vector<int64_t> view(std::max<int64_t>(like.dim(), 1), 1);
+  view[0] = sigma.numel();
+  auto s = sigma.to(like.device(), c10::toRealValueType(like.scalar_type())).reshape(view);
+  if (like.is_complex()) s = s * std::sqrt(2.0);
+  return unit_noise(like, std::move(gen)) * s;
 }
 
 torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& gen) {

@@ -27,7 +27,7 @@ torch::Tensor sample_heun(const DenoiserFn& d, std::vector<int64_t> shape, const
   auto acc = sigmas.accessor<double, 1>();
   const int64_t n = c.schedule.steps;
   const int64_t batch = shape[0];
-  auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];
+  auto x = noise_like(torch::empty(shape), acc[0], gen);
   auto denoise = [&](const torch::Tensor& v, double s) {
     return d(v, torch::full({batch}, static_cast<float>(s)), cond);
   };
@@ -41,7 +41,7 @@ torch::Tensor sample_heun(const DenoiserFn& d, std::vector<int64_t> shape, const
                              : 0.0;
     const double s_hat = s_cur * (1 + gamma);
     if (gamma > 0)
-      x = x + std::sqrt(s_hat * s_hat - s_cur * s_cur) * c.s_noise * torch::randn(shape, gen, torch::kFloat);
+      x = x + noise_like(x, std::sqrt(s_hat * s_hat - s_cur * s_cur) * c.s_noise, gen);
     auto dx = (x - denoise(x, s_hat)) / s_hat;
     auto x_next = x + (s_next - s_hat) * dx;
     if (s_next > 0) {  // Heun's second-order correction, except on the last step to σ = 0
@@ -71,6 +71,12 @@ std::vector<int64_t> posterior_shape(const mri::OperatorPtr& a, const torch::Ten
 torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
                                const PosteriorConfig& c, at::Generator& gen, const torch::Tensor& cond,
                                const SamplerMonitor& monitor) {
+  return posterior_chain(d, a, y, c, gen, cond, monitor).sample;
+}
+
+PosteriorDraw posterior_chain(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
+                              const PosteriorConfig& c, at::Generator& gen, const torch::Tensor& cond,
+                              const SamplerMonitor& monitor) {
   AMBIENT_CHECK(c.prior_var > 0, "posterior sampler: expected a positive prior variance");
   AMBIENT_CHECK(c.gamma_scale > 0 && c.gamma_floor >= 0, "posterior sampler: expected a positive γ scale and a "
                 "non-negative γ floor, got ", c.gamma_scale, " and ", c.gamma_floor);
@@ -79,17 +85,15 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
   torch::NoGradGuard no_grad;
   auto sigmas = edm_sigmas(c.schedule);
   auto acc = sigmas.accessor<double, 1>();
-  auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];
-  // η per batch item, shaped to broadcast over the image [B, 1, 1] and over k-space.
+  auto x = noise_like(torch::empty(shape), acc[0], gen);
+  // η per batch item; eta_img broadcasts it over the image [B, 1, 1].
   auto eta = (c.noise_var_per_item.defined() ? c.noise_var_per_item.to(torch::kFloat)
                                              : torch::full({dom[0]}, static_cast<float>(c.noise_var)));
   AMBIENT_CHECK(eta.numel() == dom[0] && (eta > 0).all().item<bool>(),
                 "posterior sampler: expected one positive noise variance per batch item");
   auto eta_img = eta.reshape({-1, 1, 1});
-  std::vector<int64_t> range_view(y.dim(), 1);
-  range_view[0] = dom[0];
-  auto eta_ksp = eta.reshape(range_view);
   const double v = c.prior_var;
+  PosteriorDraw out;
   for (int64_t i = 0; i < c.schedule.steps; ++i) {
     const double s = acc[i], s_next = acc[i + 1];
     auto z_hat = from_channels(d(x, torch::full({dom[0]}, static_cast<float>(s)), cond));
@@ -97,23 +101,26 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
     const double gamma = c.gamma_scale * v * s * s / (v + s * s) + c.gamma_floor;
     auto lambda = eta_img / (2 * gamma);
     // Perturb-then-optimise: the solution is an exact sample of the Gaussian p(x0 | x_i, y).
-    auto y_pert = y + eta_ksp.sqrt() * torch::randn(y.sizes(), gen, torch::kComplexFloat);
-    auto z_pert = z_hat + std::sqrt(2 * gamma) * torch::randn(z_hat.sizes(), gen, torch::kComplexFloat);
+    // η is per complex sample (η / 2 per part), γ per real component (noise_like's convention).
+    auto y_pert = y + noise_like(y, (eta / 2).sqrt(), gen);
+    auto z_pert = z_hat + noise_like(z_hat, std::sqrt(gamma), gen);
     mri::CgConfig cg;
     cg.iterations = c.cg_iterations;
     cg.tolerance = 1e-7;
-    auto z0 = mri::conjugate_gradient([&](const torch::Tensor& t) { return a->normal(t) + lambda * t; },
-                                      a->adjoint(y_pert) + lambda * z_pert, cg, z_pert);
-    auto x0 = to_channels(z0);
+    auto normal = [&](const torch::Tensor& t) { return a->normal(t) + lambda * t; };
+    auto x0 = to_channels(mri::conjugate_gradient(normal, a->adjoint(y_pert) + lambda * z_pert, cg, z_pert));
     if (s_next > 0) {
       const double r = (s_next / s) * (s_next / s);
-      x = x0 + r * (x - x0) + s_next * std::sqrt(1 - r) * torch::randn(shape, gen, torch::kFloat);
+      x = x0 + r * (x - x0) + noise_like(x, s_next * std::sqrt(1 - r), gen);
     } else {
       x = x0;
+      // The same solve without the perturbations: the mean of this last Gaussian.
+      out.mean = to_channels(mri::conjugate_gradient(normal, a->adjoint(y) + lambda * z_hat, cg, z_hat));
     }
     if (monitor) monitor(i + 1, s_next);
   }
-  return x;
+  out.sample = x;
+  return out;
 }
 
 torch::Tensor sample_dps(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
@@ -123,7 +130,7 @@ torch::Tensor sample_dps(const DenoiserFn& d, const mri::OperatorPtr& a, const t
   const auto dom = a->domain_shape();
   auto sigmas = edm_sigmas(c.schedule);
   auto acc = sigmas.accessor<double, 1>();
-  auto x = torch::randn(shape, gen, torch::kFloat) * acc[0];
+  auto x = noise_like(torch::empty(shape), acc[0], gen);
   for (int64_t i = 0; i < c.schedule.steps; ++i) {
     const double s = acc[i], s_next = acc[i + 1];
     auto xi = x.detach().requires_grad_(true);

@@ -167,7 +167,7 @@ int64_t train_on_slices(const torch::Tensor& magnitudes, const UNetConfig& net, 
       x0 = torch::stack({mag * torch::cos(phase), mag * torch::sin(phase)}, 1);  // [B, 2, H, W]
     }
     auto sigma = (torch::randn({cfg.batch}, opts.dtype(torch::kFloat)) * edm.p_std + edm.p_mean).exp();
-    auto noise = torch::randn_like(x0);
+    auto noise = noise_like(x0, 1.0);
     torch::Tensor loss;
     {
       Bf16Autocast autocast(cfg.bf16, device.type());

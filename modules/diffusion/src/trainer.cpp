@@ -118,6 +118,37 @@ ModelPtr build_model(torch::serialize::InputArchive& ar, const std::string& path
   return EdmDenoiser(net, edm).ptr();
 }
 
+// The noise convention of a checkpoint: recorded since convention 2; before it, only the ambient-Fourier objective
+// drew differently (trainer.hpp, kNoiseConvention).
+int64_t read_noise_convention(torch::serialize::InputArchive& ar, const std::string& objective,
+                              const std::string& path) {
+  c10::IValue v;
+  if (!ar.try_read("noise_convention", v)) return objective == "ambient-fourier" ? 1 : kNoiseConvention;
+  AMBIENT_CHECK(v.isInt() && v.toInt() >= 1 && v.toInt() <= kNoiseConvention, "checkpoint ", path,
+                ": expected a noise convention 1 to ", kNoiseConvention, ", got ", v.tagKind(),
+                v.isInt() ? " " + std::to_string(v.toInt()) : std::string(), " (written by a newer ambient?)");
+  return v.toInt();
+}
+
+// A convention-1 network learnt E[x0 | x0 + (σ/√2) n] when told σ, so for noise σ it is told √2 σ.
+struct SigmaRescaledImpl : DenoiserModule {
+  SigmaRescaledImpl(ModelPtr inner_model, double factor) : inner(std::move(inner_model)), factor(factor) {
+    register_module("inner", inner);
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cond) override {
+    return inner->forward(x, sigma * factor, cond);
+  }
+  int64_t cond_channels() const override { return inner->cond_channels(); }
+  std::string kind() const override { return inner->kind(); }
+  std::string config_string() const override { return inner->config_string(); }
+  std::shared_ptr<DenoiserModule> fresh_copy() const override {
+    return std::make_shared<SigmaRescaledImpl>(inner->fresh_copy(), factor);
+  }
+  EdmConfig training_edm() const override { return inner->training_edm(); }
+  ModelPtr inner;
+  double factor;
+};
+
 torch::Tensor zero_filled_channels(const Batch& b) {
   auto m = b.lines.to(torch::kFloat).reshape({b.lines.size(0), 1, b.lines.size(1), 1});
   return to_channels(mri::make_sense(b.maps, m)->adjoint(b.ksp * m));
@@ -188,6 +219,7 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
     AMBIENT_CHECK(!slim, "resume: ", path, " is an exported (EMA-only) checkpoint; continue from it with --init");
     AMBIENT_CHECK(extra_cond == 0, "resume: cannot change the network's inputs when resuming");
     s.step = read_value<int64_t>(ar, "step", path);
+    s.noise_convention = read_noise_convention(ar, s.objective, path);
     s.optimizer = make_optimizer(s.model, cfg);
     torch::serialize::InputArchive opt;
     AMBIENT_CHECK(ar.try_read("optimizer", opt), "checkpoint ", path, ": no optimiser state to resume from");
@@ -225,6 +257,7 @@ void save_checkpoint(const std::string& path, const TrainState& s, const TrainCo
   ar.write("p_mean", c10::IValue(edm.p_mean));
   ar.write("p_std", c10::IValue(edm.p_std));
   ar.write("objective", c10::IValue(s.objective));
+  ar.write("noise_convention", c10::IValue(s.noise_convention));
   ar.write("step", c10::IValue(s.step));
   ar.write("seed", c10::IValue(static_cast<int64_t>(cfg.seed)));
   ar.write("batch", c10::IValue(cfg.batch));
@@ -265,6 +298,7 @@ CheckpointInfo describe_checkpoint(const std::string& path) {
   auto ar = open_archive(path);
   CheckpointInfo info;
   info.objective = read_value<std::string>(ar, "objective", path);
+  info.noise_convention = read_noise_convention(ar, info.objective, path);
   info.step = read_value<int64_t>(ar, "step", path);
   torch::serialize::InputArchive opt;
   info.has_optimizer = ar.try_read("optimizer", opt);
@@ -275,6 +309,7 @@ CheckpointInfo describe_checkpoint(const std::string& path) {
   if (ar.try_read("model", model_archive)) load_module(ar, "model", *model, path);
   else copy_parameters(*ema, *model);  // exported: the EMA weights are the model
   info.net_config = model->config_string();
+  info.cond_channels = model->cond_channels();
   info.sigma_data = model->training_edm().sigma_data;
   for (const auto& p : model->parameters()) info.parameters += p.numel();
   info.model_hash = weight_hash(*model);
@@ -289,8 +324,10 @@ ModelPtr load_denoiser(const std::string& path) {
     return m;
   }
   auto ar = open_archive(path);
-  auto d = build_model(ar, path);
+  ModelPtr d = build_model(ar, path);
   load_module(ar, "ema", *d, path);
+  if (read_noise_convention(ar, read_value<std::string>(ar, "objective", path), path) == 1)
+    d = std::make_shared<SigmaRescaledImpl>(d, std::sqrt(2.0));
   d->eval();
   return d;
 }
@@ -323,14 +360,15 @@ torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfi
         break;
     }
     sigma.push_back(sample_sigma(1, edm, gen));
-    if (cfg.objective == Objective::ambient_fourier)
-      noise.push_back(torch::randn({1, b.ksp.size(2), b.ksp.size(3)}, gen, torch::kComplexFloat));
+    // Unit noise in the convention of noise_like: N(0, 1) per real value, so x_t has σ² per network channel.
+    if (cfg.objective == Objective::ambient_fourier)  // complex image-domain noise, seen through Ã
+      noise.push_back(noise_like(torch::empty({1, b.ksp.size(2), b.ksp.size(3)}, torch::kComplexFloat), 1.0, gen));
     else {
       // image data, or the zero-filled image of k-space data (naive)
       const std::vector<int64_t> shape = b.image.defined()
                                              ? std::vector<int64_t>{1, b.image.size(1), b.image.size(2), b.image.size(3)}
                                              : std::vector<int64_t>{1, 2, b.ksp.size(2), b.ksp.size(3)};
-      noise.push_back(torch::randn(shape, gen, torch::kFloat));
+      noise.push_back(noise_like(torch::empty(shape), 1.0, gen));
     }
   }
   NoiseDraw draw{torch::cat(sigma), torch::cat(noise)};
@@ -395,7 +433,12 @@ void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, 
   if (!group) group = std::make_shared<Group>();
   const int64_t rank = group->rank(), world = group->world();
   if (cfg.threads > 0) torch::set_num_threads(cfg.threads);
+  AMBIENT_CHECK(s.noise_convention == kNoiseConvention || cfg.objective != Objective::ambient_fourier,
+                "training: this checkpoint was trained with the ambient-Fourier objective's old noise draw (σ/√2 per "
+                "channel, noise convention ", s.noise_convention, "); resuming would mix two conventions. Fine-tune "
+                "from it with --init instead of --resume (docs/conventions.md, \"Noise\")");
   s.objective = objective_name(cfg.objective);
+  s.noise_convention = kNoiseConvention;
   if (group->distributed()) join_job(s, cfg, *group);
   const double beta = std::pow(0.5, 1.0 / std::max(1e-9, cfg.ema_halflife));
   Loader loader(std::move(data), cfg.batch, cfg.seed, s.step, cfg.flips, 2, rank, world);

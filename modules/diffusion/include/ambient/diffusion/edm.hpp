@@ -64,6 +64,15 @@ class Bf16Autocast {
   torch::DeviceType device_;
 };
 
+/// Noise of standard deviation σ shaped like `like` (its shape, dtype and device), in the one noise convention of
+/// every objective and sampler (docs/conventions.md, "Noise"): N(0, σ²) per *real* value. A complex tensor gets
+/// N(0, σ²) in its real and in its imaginary part (E|n|² = 2σ²), so that a complex image and its two network
+/// channels (to_channels) carry the same noise, the σ the network is told. `sigma` is a scalar or one value per
+/// batch item ([B], broadcast over the other dimensions). No generator: LibTorch's default one for the device.
+torch::Tensor noise_like(const torch::Tensor& like, double sigma, c10::optional<at::Generator> gen = c10::nullopt);
+torch::Tensor noise_like(const torch::Tensor& like, const torch::Tensor& sigma,
+                         c10::optional<at::Generator> gen = c10::nullopt);
+
 /// Draws σ [batch] from the training distribution.
 torch::Tensor sample_sigma(int64_t batch, const EdmConfig& edm, at::Generator& gen);
 /// λ(σ) [B] for σ [B].

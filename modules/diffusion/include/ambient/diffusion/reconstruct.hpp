@@ -26,7 +26,18 @@ struct ReconstructConfig {
   /// The network sees at most this many of the samples × slices at a time (<= 0: all at once). Results do not
   /// depend on it; on CPU small batches are faster per item (docs/performance.md).
   int64_t network_batch = 4;
+  /// posterior: the reconstruction is the mean over samples of each chain's last conditional mean E[x0 | x(σ_min), y]
+  /// (samplers.hpp, PosteriorDraw) rather than of the samples themselves; the --std map comes from the samples
+  /// either way. The same chains, a lower-variance estimate of the posterior mean (docs/sampling.md).
+  bool conditional_mean = true;
 };
+
+/// How to reconstruct with the model in `checkpoint`, chosen from what the checkpoint says it is (objective, mask
+/// channels); the measurements behind each choice are in docs/sampling.md. Models trained with the ambient Fourier
+/// objective and a mask channel see x_t through a fixed further mask (A-DPS) and average many short chains; every
+/// other model (clean, naive, block, TorchScript) runs fewer, longer chains with the plain Gaussian γ(σ).
+/// Callers override single fields; `ambient recon` does so only for the options given on its command line.
+ReconstructConfig defaults_for(const std::string& checkpoint);
 
 struct Reconstruction {
   torch::Tensor mean;  ///< [slice, ky, kx] complex64: the reconstruction (mean of the samples), scan units

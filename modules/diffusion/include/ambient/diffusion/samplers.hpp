@@ -58,6 +58,18 @@ torch::Tensor sample_posterior(const DenoiserFn& d, const mri::OperatorPtr& a, c
                                const PosteriorConfig& config, at::Generator& gen, const torch::Tensor& cond = {},
                                const SamplerMonitor& monitor = nullptr);
 
+/// One chain of the fast sampler: its sample, and the mean of its last Gaussian p(x0 | x(σ_min), y) (the same solve
+/// without the perturbations). Averaged over chains, those means estimate the posterior mean with less variance
+/// than the samples do (Rao-Blackwellisation: the last draw's noise, of variance γ(σ_min) per component in every
+/// direction the data do not fix, is averaged out exactly instead of over K chains); the samples keep the spread.
+struct PosteriorDraw {
+  torch::Tensor sample;  ///< [B, 2, H, W]
+  torch::Tensor mean;    ///< [B, 2, H, W]: E[x0 | x(σ_min), y] under the last step's Gaussian model
+};
+PosteriorDraw posterior_chain(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,
+                              const PosteriorConfig& config, at::Generator& gen, const torch::Tensor& cond = {},
+                              const SamplerMonitor& monitor = nullptr);
+
 /// DPS (Chung et al. 2023), as A-DPS uses it: Euler steps of the probability-flow ODE, each followed by a gradient
 /// step along ∇_x ||y − A D(x_i)||² taken through the denoiser, of size dps_step / ||y − A D(x_i)||. Approximate.
 torch::Tensor sample_dps(const DenoiserFn& d, const mri::OperatorPtr& a, const torch::Tensor& y,

@@ -56,6 +56,11 @@ struct StepReport {
 };
 using TrainMonitor = std::function<void(const StepReport&)>;
 
+/// The noise convention checkpoints are trained under (docs/conventions.md, "Noise"): 2 = σ per real network
+/// channel, noise_like's. 1: ambient-Fourier checkpoints written before 2026-12-03, whose complex noise draw gave
+/// σ/√2 per channel while the network was told σ (every other objective was always 2). Checkpoints record it.
+constexpr int64_t kNoiseConvention = 2;
+
 /// A model and its training state.
 struct TrainState {
   ModelPtr model;
@@ -63,6 +68,7 @@ struct TrainState {
   std::unique_ptr<torch::optim::Adam> optimizer;
   int64_t step = 0;
   std::string objective;  ///< what the checkpoint was trained with
+  int64_t noise_convention = kNoiseConvention;  ///< what its noise draws were (kNoiseConvention)
 };
 
 /// A fresh model (and its EMA copy) for a network/EDM configuration, initialised from `seed`.
@@ -81,9 +87,11 @@ void save_checkpoint(const std::string& path, const TrainState& state, const Tra
 struct CheckpointInfo {
   std::string net_config, objective;
   int64_t step = 0, parameters = 0;
+  int64_t cond_channels = 0;  ///< corruption (mask) channels the network takes
   double sigma_data = 0;
   std::string model_hash, ema_hash;  ///< FNV-1a of the raw weight bytes: equal iff the weights are bit-identical
   bool has_optimizer = false;
+  int64_t noise_convention = kNoiseConvention;  ///< 1 for pre-2026-12-03 ambient-Fourier checkpoints
 };
 CheckpointInfo describe_checkpoint(const std::string& path);
 
@@ -91,7 +99,8 @@ CheckpointInfo describe_checkpoint(const std::string& path);
 /// Anything else given as a model is tried as TorchScript.
 bool is_ambient_checkpoint(const std::string& path);
 
-/// The denoiser of a checkpoint (EMA weights) for inference, in eval mode.
+/// The denoiser of a checkpoint (EMA weights) for inference, in eval mode, in the current noise convention: a
+/// convention-1 network is told √2 σ for noise σ per channel, which is what it learnt (kNoiseConvention).
 ModelPtr load_denoiser(const std::string& path);
 
 /// Trains from state.step to cfg.steps, checkpointing to `checkpoint` every cfg.checkpoint_every steps and at the
