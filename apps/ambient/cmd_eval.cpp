@@ -1,5 +1,7 @@
 // ambient eval: fastMRI metrics of reconstructions against a reference, and the memorisation measure of generated
 // samples against training images (nearest-neighbour normalised cross-correlation), printed and as JSON.
+#include <algorithm>
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -31,6 +33,30 @@ std::string quantiles_json(const torch::Tensor& v) {
   return os.str();
 }
 
+// A reliability diagram as a PNG: the calibration bins (mean std, RMS error) as squares on a white-on-black
+// plot with both axes from 0 to the largest value, and the diagonal a calibrated map would follow.
+void write_reliability_png(const std::string& path, const torch::Tensor& bins) {
+  const int64_t size = 256, margin = 16, span = size - 2 * margin;
+  auto canvas = torch::zeros({size, size});
+  const double top = 1.05 * std::max(1e-12, bins.max().item<double>());
+  auto to_px = [&](double v, bool vertical) {
+    const auto p = static_cast<int64_t>(std::lround(v / top * (span - 1)));
+    return vertical ? size - 1 - margin - p : margin + p;
+  };
+  for (int64_t i = 0; i < span; ++i) {
+    canvas[size - 1 - margin][margin + i] = 0.6;  // x axis: predicted std
+    canvas[size - 1 - margin - i][margin] = 0.6;  // y axis: observed RMS error
+    canvas[size - 1 - margin - i][margin + i] = 0.35;  // calibrated
+  }
+  for (int64_t b = 0; b < bins.size(0); ++b) {
+    const int64_t cx = to_px(bins[b][0].item<double>(), false), cy = to_px(bins[b][1].item<double>(), true);
+    for (int64_t dy = -2; dy <= 2; ++dy)
+      for (int64_t dx = -2; dx <= 2; ++dx)
+        canvas[std::clamp<int64_t>(cy + dy, 0, size - 1)][std::clamp<int64_t>(cx + dx, 0, size - 1)] = 1.0;
+  }
+  mri::write_png(path, canvas, 0.0, 1.0);
+}
+
 }  // namespace
 
 // A reconstruction as a magnitude volume [slice, ky, kx]: NIfTI, or a BART image cfl (kx, ky, 1, ..., slice at 13).
@@ -46,13 +72,21 @@ torch::Tensor load_recon(const std::string& path) {
 
 int run_eval(const std::vector<std::string>& args) {
   po::options_description opts("eval options");
-  std::string reference, samples, json;
+  std::string reference, samples, json, std_map, reliability_png;
+  double object_fraction = 0.1;
   std::vector<std::string> recons, training;
   opts.add_options()
       ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz, or BART image .cfl) to score against --reference")
       ("reference", po::value(&reference), "fully sampled reference volume (.nii.gz)")
       ("samples", po::value(&samples), "generated samples (.nii.gz stack, e.g. from ambient sample --nifti)")
       ("training", po::value(&training)->multitoken(), "training images (.nii.gz stacks) for the memorisation measure")
+      ("std", po::value(&std_map), "calibration of an uncertainty map (recon --std) of the one reconstruction: the "
+       "fraction of object pixels whose error is within 1, 2, 3 std, the std-error correlation, the factor that "
+       "makes the 2-std band cover 95%")
+      ("object-threshold", po::value(&object_fraction)->default_value(object_fraction),
+       "--std: pixels count as object where the reference exceeds this fraction of its maximum")
+      ("reliability-png", po::value(&reliability_png), "--std: draw the reliability diagram (RMS error against "
+       "std in ten bins; calibrated = diagonal) here")
       ("json", po::value(&json), "write every figure as JSON here");
   po::positional_options_description pos;
   pos.add("recon", -1);
@@ -66,6 +100,9 @@ int run_eval(const std::vector<std::string>& args) {
   AMBIENT_CHECK(!metrics || (!reference.empty() && !recons.empty()), "eval: metrics need --reference and at least one "
                 "reconstruction");
   AMBIENT_CHECK(!memo || (!samples.empty() && !training.empty()), "eval: memorisation needs --samples and --training");
+  AMBIENT_CHECK(std_map.empty() || (metrics && recons.size() == 1), "eval --std: give --reference and exactly one "
+                "reconstruction, the one the std map belongs to");
+  AMBIENT_CHECK(reliability_png.empty() || !std_map.empty(), "eval --reliability-png needs --std");
   JsonObject out;
   if (metrics) {
     const auto ref = mri::read_nifti(reference).data;
@@ -82,6 +119,28 @@ int run_eval(const std::vector<std::string>& args) {
     }
     arr << "]";
     out.add("reference", reference).add_raw("metrics", arr.str());
+    if (!std_map.empty()) {
+      const auto c = mri::calibration(ref, load_recon(recons[0]), mri::read_nifti(std_map).data, object_fraction);
+      std::cout << "calibration of " << std_map << " over " << c.pixels << " object pixels: within 1/2/3 std "
+                << c.within[0] << " / " << c.within[1] << " / " << c.within[2] << " (Gaussian 0.683 / 0.954 / "
+                << "0.997), corr(std, |error|) " << c.correlation << ", scale for 95% in 2 std " << c.scale_for_95
+                << "\n";
+      std::ostringstream rel;
+      rel << std::setprecision(6) << "[";
+      for (int64_t b = 0; b < c.reliability.size(0); ++b)
+        rel << (b ? ", " : "") << "[" << c.reliability[b][0].item<double>() << ", "
+            << c.reliability[b][1].item<double>() << "]";
+      rel << "]";
+      JsonObject cj;
+      cj.add("std", std_map).add("pixels", static_cast<double>(c.pixels)).add("within_1", c.within[0]);
+      cj.add("within_2", c.within[1]).add("within_3", c.within[2]).add("correlation", c.correlation);
+      cj.add("scale_for_95", c.scale_for_95).add_raw("reliability_std_rms", rel.str());
+      out.add_raw("calibration", cj.str(0));
+      if (!reliability_png.empty()) {
+        write_reliability_png(reliability_png, c.reliability);
+        std::cout << "wrote " << reliability_png << "\n";
+      }
+    }
   }
   if (memo) {
     const auto s = mri::read_nifti(samples).data;

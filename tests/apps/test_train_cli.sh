@@ -98,6 +98,18 @@ grep -q "sampling: 16 samples x 1 steps" post_k.log && ok "ambient-Fourier model
 "$AMBIENT" simulate -o ref_scan.h5 -r ref.nii.gz --matrix 64 --count 4 --center-fraction 0.16 --seed 5 > /dev/null
 "$AMBIENT" eval --reference ref.nii.gz post.nii.gz --json eval.json > eval.log 2>&1 && grep -q '"psnr"' eval.json \
   && ok "eval metrics" || { bad "eval metrics"; cat eval.log; }
+"$AMBIENT" eval --reference ref.nii.gz post.nii.gz --std post_std.nii.gz --reliability-png rel.png --json cal.json \
+  > cal.log 2>&1 && grep -q '"within_2"' cal.json && grep -q '"scale_for_95"' cal.json && [ -s rel.png ] \
+  && ok "eval --std: calibration figures and reliability diagram" || { bad "eval --std"; cat cal.log; }
+"$AMBIENT" eval --reference ref.nii.gz post.nii.gz post2.nii.gz --std post_std.nii.gz > e10.log 2>&1 \
+  && bad "eval --std with two reconstructions accepted" || { grep -q "exactly one" e10.log \
+  && ok "eval --std needs one reconstruction" || bad "eval --std message"; }
+"$AMBIENT" recon scans.h5 "${R[@]}" --mean-of samples -o post_ms.nii.gz > /dev/null 2>&1 \
+  && ! cmp -s post.nii.gz post_ms.nii.gz && ok "recon --mean-of samples differs from the conditional mean" \
+  || bad "recon --mean-of samples"
+"$AMBIENT" recon scans.h5 "${R[@]}" --mean-of median -o never.nii.gz > e11.log 2>&1 \
+  && bad "bad --mean-of accepted" || { grep -q "conditional|samples" e11.log && ok "bad --mean-of refused" \
+  || bad "bad --mean-of message"; }
 "$AMBIENT" sample --model straight.pt -n 4 --size 64 --steps 4 -o g64.png --nifti s64.nii.gz > /dev/null 2>&1
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --json memo.json > memo.log 2>&1 \
   && grep -q '"nearest_ncc"' memo.json && ok "eval memorisation" || { bad "eval memorisation"; cat memo.log; }

@@ -86,3 +86,30 @@ TEST(Memorisation, FindsTheCopiedTrainingImageAndScoresNoiseLow) {
   EXPECT_LT(nn.ncc[1].item<double>(), 0.5);          // independent noise
   EXPECT_THROW(mri::nearest_neighbours(samples, torch::rand({3, 8, 8})), ambient::Error);
 }
+
+TEST(Calibration, GaussianErrorsWithTheirTrueStdCoverAsAGaussianDoes) {
+  auto gen = at::detail::createCPUGenerator(9);
+  auto gt = torch::ones({2, 64, 64}, torch::kDouble);
+  gt.narrow(2, 0, 8).zero_();  // background, left out of the object
+  auto sd = 0.01 + 0.09 * torch::rand({2, 64, 64}, gen, torch::kDouble);  // varying uncertainty
+  auto x = gt + sd * torch::randn({2, 64, 64}, gen, torch::kDouble);
+  const auto c = mri::calibration(gt, x, sd);
+  EXPECT_EQ(c.pixels, 2 * 64 * 56);
+  // 7168 pixels: binomial standard errors below 0.006, 0.003, 0.0007.
+  EXPECT_NEAR(c.within[0], 0.683, 0.025);
+  EXPECT_NEAR(c.within[1], 0.954, 0.012);
+  EXPECT_NEAR(c.within[2], 0.997, 0.003);
+  EXPECT_NEAR(c.scale_for_95, 0.98, 0.04);
+  EXPECT_GT(c.correlation, 0.4);  // |error| grows with std
+  // The reliability bins follow the diagonal: RMS error equals the bin's std.
+  ASSERT_EQ(c.reliability.sizes(), torch::IntArrayRef({10, 2}));
+  for (int64_t b = 0; b < 10; ++b)
+    EXPECT_NEAR(c.reliability[b][1].item<double>() / c.reliability[b][0].item<double>(), 1.0, 0.12) << "bin " << b;
+  // A map twice too large covers too much, and says by how much.
+  const auto wide = mri::calibration(gt, x, 2 * sd);
+  EXPECT_GT(wide.within[1], 0.999);
+  EXPECT_NEAR(wide.scale_for_95, 0.49, 0.02);
+  EXPECT_THROW(mri::calibration(gt, x, -sd), ambient::Error);
+  EXPECT_THROW(mri::calibration(gt, x, sd.narrow(0, 0, 1)), ambient::Error);
+  EXPECT_THROW(mri::calibration(torch::zeros_like(gt), x, sd), ambient::Error);  // no object
+}

@@ -74,4 +74,39 @@ NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::
   return {std::get<0>(best), std::get<1>(best)};
 }
 
+Calibration calibration(const torch::Tensor& gt_in, const torch::Tensor& x_in, const torch::Tensor& std_in,
+                        double object_fraction) {
+  auto gt = as_volume(gt_in, "reference"), x = as_volume(x_in, "reconstruction"), sd = as_volume(std_in, "std map");
+  check_pair(gt, x);
+  check_pair(gt, sd);
+  AMBIENT_CHECK(object_fraction >= 0 && object_fraction < 1, "calibration: expected an object threshold in [0, 1), "
+                "got ", object_fraction);
+  AMBIENT_CHECK(torch::isfinite(sd).all().item<bool>() && (sd >= 0).all().item<bool>(),
+                "calibration: the std map has negative or non-finite values");
+  auto inside = gt > object_fraction * gt.max().item<double>();
+  auto err = (x - gt).abs().masked_select(inside);
+  auto s = sd.masked_select(inside);
+  Calibration c;
+  c.pixels = err.numel();
+  AMBIENT_CHECK(c.pixels >= 10, "calibration: only ", c.pixels, " pixels inside the object (reference above ",
+                object_fraction, " of its maximum); is the reference empty?");
+  for (int k = 1; k <= 3; ++k) c.within[k - 1] = (err <= k * s).to(torch::kDouble).mean().item<double>();
+  auto ec = err - err.mean(), sc = s - s.mean();
+  const double den = std::sqrt(ec.square().sum().item<double>() * sc.square().sum().item<double>());
+  c.correlation = den > 0 ? (ec * sc).sum().item<double>() / den : 0.0;
+  // Pixels with std 0 need an infinite factor unless their error is 0 too.
+  auto ratio = torch::where(s > 0, err / s.clamp_min(1e-300), torch::where(err > 0, INFINITY, 0.0));
+  c.scale_for_95 = 0.5 * ratio.quantile(0.95).item<double>();
+  auto order = std::get<1>(s.sort());
+  const int64_t bins = 10;
+  c.reliability = torch::zeros({bins, 2}, torch::kDouble);
+  for (int64_t b = 0; b < bins; ++b) {
+    const int64_t lo = b * c.pixels / bins, hi = (b + 1) * c.pixels / bins;
+    auto idx = order.narrow(0, lo, std::max<int64_t>(1, hi - lo));
+    c.reliability[b][0] = s.index_select(0, idx).mean();
+    c.reliability[b][1] = err.index_select(0, idx).square().mean().sqrt();
+  }
+  return c;
+}
+
 }  // namespace ambient::mri

@@ -40,7 +40,7 @@ struct ReconstructConfig {
 ReconstructConfig defaults_for(const std::string& checkpoint);
 
 struct Reconstruction {
-  torch::Tensor mean;  ///< [slice, ky, kx] complex64: the reconstruction (mean of the samples), scan units
+  torch::Tensor mean;  ///< [slice, ky, kx] complex64: the reconstruction (the posterior-mean estimate), scan units
   torch::Tensor std;   ///< [slice, ky, kx] float: per-pixel standard deviation of the magnitude over samples
   torch::Tensor scale; ///< [slice]: the intensity scale each slice was divided by
 };

@@ -27,4 +27,17 @@ struct NearestNeighbours {
 };
 NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training);
 
+/// How well a per-pixel uncertainty map predicts the error of a reconstruction (magnitudes [slice, h, w]), over the
+/// pixels inside the object: the reference's magnitude above `object_fraction` of its volume maximum.
+struct Calibration {
+  int64_t pixels = 0;               ///< pixels inside the object
+  double within[3] = {0, 0, 0};     ///< fraction with |x − gt| <= k · std, k = 1, 2, 3 (Gaussian: 0.68, 0.95, 0.997)
+  double correlation = 0;           ///< Pearson correlation of std and |x − gt|
+  double scale_for_95 = 0;          ///< the factor c with |x − gt| <= 2 c std on 95% of the pixels (1: calibrated)
+  /// Reliability: the pixels in ten equal-count bins of std; per bin the mean std and the RMS error ([10, 2]).
+  torch::Tensor reliability;
+};
+Calibration calibration(const torch::Tensor& gt, const torch::Tensor& x, const torch::Tensor& std,
+                        double object_fraction = 0.1);
+
 }  // namespace ambient::mri
