@@ -26,31 +26,9 @@ FT=(--data "$T/train" --val "$T/heldout/r4.h5" --batch "$BATCH" --checkpoint-eve
     --corruption fourier --further-accel 5)
 metric() { sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1" | head -1; }
 rows=("| foundation | model | slices | R | PSNR (dB) | SSIM |" "|---|---|---|---|---|---|")
-# The baselines on the same scans: CG-SENSE, and BART pics l1-wavelet at its best λ (as bench/results.sh runs it).
-for set in heldout val2; do
-  dir=$T/heldout; [ "$set" = val2 ] && dir=$O/val2
-  for R in 4 8; do
-    "$A" recon "$dir/r$R.h5" --method cg-sense -o "$O/cg_${set}_r$R.nii.gz" --reference "$dir/r${R}_ref.nii.gz" \
-      --metrics "$O/cg_${set}_r$R.json" > /dev/null 2>&1
-    rows+=("| - | CG-SENSE | $set | $R | $(printf %.2f "$(metric "$O/cg_${set}_r$R.json" psnr)") | $(printf %.4f "$(metric "$O/cg_${set}_r$R.json" ssim)") |")
-    command -v bart > /dev/null || continue
-    n=$("$A" info "$dir/r$R.h5" --json | sed -n 's/.*"slices": \([0-9]*\).*/\1/p' | head -1)
-    "$A" convert "$dir/r$R.h5" --prewhiten -o "$O/k.cfl" > /dev/null
-    best=-1000
-    for lam in 0.001 0.003 0.01 0.03 0.1; do
-      parts=()
-      for s in $(seq 0 $((n - 1))); do
-        bart slice 13 "$s" "$O/k" "$O/ks" > /dev/null; bart ecalib -m1 -r 24 "$O/ks" "$O/ms" > /dev/null 2>&1
-        bart pics -S -R W:7:0:$lam -i 100 "$O/ks" "$O/ms" "$O/x$s" > /dev/null 2>&1; parts+=("$O/x$s")
-      done
-      bart join 13 "${parts[@]}" "$O/bart" > /dev/null
-      "$A" eval --reference "$dir/r${R}_ref.nii.gz" "$O/bart.cfl" --json "$O/bart.json" > /dev/null
-      p=$(metric "$O/bart.json" psnr)
-      if [ "$(echo "$p > $best" | bc -l)" = 1 ]; then best=$p; best_lam=$lam; best_ssim=$(metric "$O/bart.json" ssim); fi
-    done
-    rows+=("| - | BART l1-wavelet (best λ = $best_lam) | $set | $R | $(printf %.2f "$best") | $(printf %.4f "$best_ssim") |")
-  done
-done
+# The baselines on the same scans: CG-SENSE, and BART pics l1-wavelet at its best λ (bench/baselines.sh).
+baselines=$(OUT=$O bench/baselines.sh heldout="$T/heldout" val2="$O/val2")
+while IFS= read -r row; do rows+=("| -$row"); done <<< "$baselines"
 printf "%s\n" "${rows[@]}" >&2
 for spec in "$@"; do
   f=${spec%%:*} label=${spec##*:}

@@ -5,7 +5,8 @@
 # of object pixels within 2 std, the factor that makes 2 std cover 95%). One markdown table to stdout and
 # OUT/posterior_sweep.md; the heldout set is the one to choose settings on, val2 the one to confirm them on.
 #   bench/posterior_sweep.sh data/models/ambient_ch2_r4.pt:shipped out/noisefix/ambient_finetuned_long.pt:new
-#   env: OUT=out/posterior_sweep TARGET=out/results/target VAL2=out/foundations/val2 GAMMAS="0.5 1" MEANS=...
+# With BASELINES=1 (the default) CG-SENSE and BART pics at its best λ come first (bench/baselines.sh).
+#   env: OUT=out/posterior_sweep TARGET=out/results/target VAL2=out/foundations/val2 GAMMAS="0.5 1" MEANS=... SETS="heldout val2" RS="4 8"
 # Both held-out sets are made if missing (scripts/make_target_data.sh; bench/foundation_compare.sh's val2 slices).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ T=${TARGET:-out/results/target}
 V=${VAL2:-out/foundations/val2}
 GAMMAS=${GAMMAS:-0.5 1}
 MEANS=${MEANS:-conditional samples}
+SETS=${SETS:-heldout val2}
+RS=${RS:-4 8}
 [ $# -ge 1 ] || { echo "usage: $0 MODEL.pt:LABEL..." >&2; exit 2; }
 [ -f "$T/heldout/r4.h5" ] || scripts/make_target_data.sh "$T" 128 > /dev/null
 mkdir -p "$O" "$V"
@@ -25,13 +28,20 @@ done
 num() { sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1" | head -1; }
 rows=("| model | γ scale | mean of | set | R | PSNR (dB) | SSIM | within 2 std | std scale for 95% | s/slice |"
       "|---|---|---|---|---|---|---|---|---|---|")
+# The classical baselines on the same scans (bench/baselines.sh), unless BASELINES=0.
+if [ "${BASELINES:-1}" = 1 ]; then
+  specs=(); for set in $SETS; do dir=$T/heldout; [ "$set" = val2 ] && dir=$V; specs+=("$set=$dir"); done
+  baselines=$(OUT=$O RS="$RS" COLUMNS_BEFORE=2 bench/baselines.sh "${specs[@]}")
+  while IFS= read -r row; do rows+=("$row"); done <<< "$baselines"
+  echo "$baselines" >&2
+fi
 for spec in "$@"; do
   model=${spec%%:*} label=${spec##*:}
   for g in $GAMMAS; do
     for mean in $MEANS; do
-      for set in heldout val2; do
+      for set in $SETS; do
         dir=$T/heldout; [ "$set" = val2 ] && dir=$V
-        for R in 4 8; do
+        for R in $RS; do
           base=$O/${label}_g${g}_${mean}_${set}_r$R
           t0=$(date +%s.%N)
           "$A" recon "$dir/r$R.h5" --method posterior --model "$model" --gamma-scale "$g" --mean-of "$mean" \

@@ -92,22 +92,43 @@ TEST(Heun, DeterministicForAFixedSeed) {
 
 namespace {
 
+// What the problems below share: [2, n, n] images measured on 6 of 8 phase-encode lines through A = M F.
+struct LinesProblem {
+  int64_t n = 8;
+  torch::Tensor mask, y1;  // [n] line mask, [n, n] measured k-space (zero off the lines)
+
+  LinesProblem() : mask(torch::zeros({n}, torch::kFloat)) {
+    for (int64_t i : {0, 2, 3, 4, 5, 7}) mask[i] = 1;
+  }
+  mri::OperatorPtr op(int64_t batch) const {
+    const mri::Shape shape = {batch, n, n};
+    return mri::compose(mri::make_mask(mask.reshape({1, n, 1}), shape), mri::make_fourier(shape));
+  }
+  torch::Tensor y(int64_t batch) const { return y1.unsqueeze(0).expand({batch, n, n}).contiguous(); }
+  // Per real component, averaged over pixels: F is unitary, so a k-space posterior that is diagonal with complex
+  // variance c_measured on the lines and c_unmeasured off them gives every pixel (1/N) sum_k c_k, half per part.
+  double pixel_var_real(double c_measured, double c_unmeasured) const {
+    const double measured = mask.sum().item<double>() * n, total = n * n;
+    return 0.5 * (measured * c_measured + (total - measured) * c_unmeasured) / total;
+  }
+  static torch::Tensor to_image(const torch::Tensor& k) {
+    return torch::view_as_real(mri::ifft2c_torch(k)).permute({2, 0, 1}).contiguous();
+  }
+};
+
 // A Gaussian prior x ~ N(mu, v I) on [2, 8, 8] images (z = x_re + i x_im), measured through A = M F (lines of a
 // 2-D FFT) with complex noise of variance eta: the posterior is Gaussian and diagonal in k-space. Per sample k:
 // measured -> mean (Fμ/(2v) + y/η) / (1/(2v) + 1/η), variance c = 1/(1/(2v) + 1/η); unmeasured -> prior (Fμ, 2v).
 // Pixel-domain mean F^H m; every pixel's complex variance (1/N) sum_k c_k, half of it per real component.
-struct GaussianPosteriorProblem {
-  int64_t n = 8;
+struct GaussianPosteriorProblem : LinesProblem {
   double v = 0.25, eta = 0.05;
-  torch::Tensor mu, mask, y1;
+  torch::Tensor mu;
   torch::Tensor post_mean;  // [2, n, n]
   double post_var_real = 0;
 
   explicit GaussianPosteriorProblem(uint64_t seed) {
     auto gen = at::detail::createCPUGenerator(seed);
     mu = torch::randn({2, n, n}, gen) * 0.5;
-    mask = torch::zeros({n}, torch::kFloat);
-    for (int64_t i : {0, 2, 3, 4, 5, 7}) mask[i] = 1;  // 6 of 8 phase-encode lines
     auto mu_c = torch::view_as_complex(mu.permute({1, 2, 0}).contiguous());
     auto k_prior = mri::fft2c_torch(mu_c);
     auto truth = mu_c + std::sqrt(2 * v) * torch::randn({n, n}, gen, torch::kComplexFloat);
@@ -116,15 +137,9 @@ struct GaussianPosteriorProblem {
     const double c_meas = 1 / (1 / (2 * v) + 1 / eta);
     auto m_meas = (k_prior / (2 * v) + y1 / eta) * c_meas;
     auto m_k = torch::where(m2 > 0, m_meas, k_prior);
-    post_mean = torch::view_as_real(mri::ifft2c_torch(m_k)).permute({2, 0, 1}).contiguous();
-    const double measured = mask.sum().item<double>() * n, total = n * n;
-    post_var_real = 0.5 * (measured * c_meas + (total - measured) * 2 * v) / total;
+    post_mean = to_image(m_k);
+    post_var_real = pixel_var_real(c_meas, 2 * v);
   }
-  mri::OperatorPtr op(int64_t batch) const {
-    const mri::Shape shape = {batch, n, n};
-    return mri::compose(mri::make_mask(mask.reshape({1, n, 1}), shape), mri::make_fourier(shape));
-  }
-  torch::Tensor y(int64_t batch) const { return y1.unsqueeze(0).expand({batch, n, n}).contiguous(); }
 };
 
 }  // namespace
@@ -191,19 +206,16 @@ namespace {
 // (Fμ_k/(2s²) + y/η) c, c = 1/(1/(2s²) + 1/η), the rest keep Fμ_k; its weight is w_k times its evidence
 // prod_measured CN(y_j; (Fμ_k)_j, 2s² + η). The means differ mostly on the two unmeasured lines, so the data say
 // little about which mode the image is in and both posterior weights stay far from 0 and 1.
-struct MixturePosteriorProblem {
-  int64_t n = 8;
+struct MixturePosteriorProblem : LinesProblem {
   double s2 = 0.04, eta = 0.05;
   torch::Tensor weights = torch::tensor({0.35f, 0.65f});
-  torch::Tensor means, mask, y1;       // [2, 2, n, n] image-domain component means, [n], [n, n]
-  torch::Tensor post_means;            // [2, 2, n, n]: each component's posterior mean
-  torch::Tensor post_weights;          // [2]
-  double post_var_real = 0;            // per real component, the same for both components
+  torch::Tensor means;         // [2, 2, n, n] image-domain component means
+  torch::Tensor post_means;    // [2, 2, n, n]: each component's posterior mean
+  torch::Tensor post_weights;  // [2]
+  double post_var_real = 0;    // per real component, the same for both components
 
   explicit MixturePosteriorProblem(uint64_t seed) {
     auto gen = at::detail::createCPUGenerator(seed);
-    mask = torch::zeros({n}, torch::kFloat);
-    for (int64_t i : {0, 2, 3, 4, 5, 7}) mask[i] = 1;
     auto m2 = mask.reshape({n, 1});
     auto base = mri::fft2c_torch(torch::randn({n, n}, gen, torch::kComplexFloat) * 0.5);
     // k-space difference between the modes: large on the unmeasured lines, small on the measured ones.
@@ -216,11 +228,8 @@ struct MixturePosteriorProblem {
     std::vector<torch::Tensor> imgs, posts;
     std::vector<double> logw;
     for (int k = 0; k < 2; ++k) {
-      auto to_img = [](const torch::Tensor& kk) {
-        return torch::view_as_real(mri::ifft2c_torch(kk)).permute({2, 0, 1}).contiguous();
-      };
-      imgs.push_back(to_img(k_means[k]));
-      posts.push_back(to_img(torch::where(m2 > 0, (k_means[k] / (2 * s2) + y1 / eta) * c, k_means[k])));
+      imgs.push_back(to_image(k_means[k]));
+      posts.push_back(to_image(torch::where(m2 > 0, (k_means[k] / (2 * s2) + y1 / eta) * c, k_means[k])));
       const double misfit = ((y1 - k_means[k]).abs().square() * m2).sum().item<double>();
       logw.push_back(std::log(weights[k].item<double>()) - misfit / (2 * s2 + eta));  // shared terms dropped
     }
@@ -228,14 +237,8 @@ struct MixturePosteriorProblem {
     post_means = torch::stack(posts);
     auto lw = torch::tensor(logw, torch::kDouble);
     post_weights = torch::softmax(lw, 0);
-    const double measured = mask.sum().item<double>() * n, total = n * n;
-    post_var_real = 0.5 * (measured * c + (total - measured) * 2 * s2) / total;
+    post_var_real = pixel_var_real(c, 2 * s2);
   }
-  mri::OperatorPtr op(int64_t batch) const {
-    const mri::Shape shape = {batch, n, n};
-    return mri::compose(mri::make_mask(mask.reshape({1, n, 1}), shape), mri::make_fourier(shape));
-  }
-  torch::Tensor y(int64_t batch) const { return y1.unsqueeze(0).expand({batch, n, n}).contiguous(); }
 };
 
 }  // namespace

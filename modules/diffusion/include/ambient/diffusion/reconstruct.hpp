@@ -28,7 +28,8 @@ struct ReconstructConfig {
   int64_t network_batch = 4;
   /// posterior: the reconstruction is the mean over samples of each chain's last conditional mean E[x0 | x(σ_min), y]
   /// (samplers.hpp, PosteriorDraw) rather than of the samples themselves; the --std map comes from the samples
-  /// either way. The same chains, a lower-variance estimate of the posterior mean (docs/sampling.md).
+  /// either way. The same chains, a lower-variance estimate of the posterior mean: with the shipped ambient model
+  /// +0.13-0.18 dB and SSIM 0.76 / 0.71 → 0.84 / 0.80 at R = 4 / 8 on held-out slices (docs/sampling.md).
   bool conditional_mean = true;
 };
 
