@@ -1,6 +1,7 @@
 // Option parsing, progress drawing and JSON helpers for the subcommands.
 #include "cli.hpp"
 
+#include <dlfcn.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -153,6 +154,13 @@ void set_threads(int threads) {
                             : std::max(1, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) / local);
   torch::set_num_threads(n);
   mri::set_fft_threads(n);
+  // LibTorch reaches BLAS through libblas.so.3, which Debian points at OpenBLAS when libopenblas0-pthread is
+  // installed (scripts/setup.sh; 4x the reference BLAS). OpenBLAS picks its own thread count from the environment
+  // (torchrun sets OMP_NUM_THREADS=1), and its LAPACK results change in the last bits with it, so a recon would
+  // differ between launchers and layouts. One BLAS thread everywhere keeps every result independent of both, at
+  // about 5% of a posterior recon's time (bench/blas_compare.sh, docs/performance.md).
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
 }
 
 }  // namespace ambient::app
