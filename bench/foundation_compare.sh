@@ -28,7 +28,7 @@ metric() { sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1" | head -1; }
 rows=("| foundation | model | slices | R | PSNR (dB) | SSIM |" "|---|---|---|---|---|---|")
 # The baselines on the same scans: CG-SENSE, and BART pics l1-wavelet at its best λ (bench/baselines.sh).
 baselines=$(OUT=$O bench/baselines.sh heldout="$T/heldout" val2="$O/val2")
-while IFS= read -r row; do rows+=("| -$row"); done <<< "$baselines"
+while IFS= read -r row; do rows+=("| - $row"); done <<< "$baselines"
 printf "%s\n" "${rows[@]}" >&2
 for spec in "$@"; do
   f=${spec%%:*} label=${spec##*:}
