@@ -8,7 +8,7 @@
 #     scripts/make_target_data.sh), a short schedule, then a posterior reconstruction of the sample with it;
 #  4. a table of the metrics.
 # DEMO_STEPS (default 60) sets the fine-tuning schedule; docs/cli.md gives the longer one behind the shipped model.
-# DEMO_SAMPLES sets how many posterior samples the ambient models average (default: recon's, 16 × 8 steps).
+# DEMO_SAMPLES sets how many posterior samples the ambient models average (default: recon's, 8 × 8 steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=build/apps/ambient

@@ -75,7 +75,7 @@ cmp -s post.nii.gz post2.nii.gz && cmp -s post_std.nii.gz post_std2.nii.gz && ok
 grep -q '"nmse": [0-9.]*e-1[0-9]\|"nmse": 0[,}]' nb1.json && ok "recon result does not depend on --network-batch" \
   || { bad "recon result depends on --network-batch"; cat nb1.json; }
 "$AMBIENT" recon scans.h5 --method posterior --model ft.pt --steps 1 -o post_k.nii.gz > post_k.log 2>&1
-grep -q "sampling: 16 samples x 1 steps" post_k.log && ok "ambient-Fourier models average 16 samples by default" \
+grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models average 8 samples by default" \
   || { bad "default samples of an ambient-Fourier model"; cat post_k.log; }
 "$AMBIENT" recon scans.h5 --method dps --model ft.pt --samples 1 --steps 4 -o dps.nii.gz > dps.log 2>&1 \
   && ok "recon --method dps" || { bad "recon --method dps"; cat dps.log; }
