@@ -157,8 +157,8 @@ void set_threads(int threads) {
   // LibTorch reaches BLAS through libblas.so.3, which Debian points at OpenBLAS when libopenblas0-pthread is
   // installed (scripts/setup.sh; 4x the reference BLAS). OpenBLAS picks its own thread count from the environment
   // (torchrun sets OMP_NUM_THREADS=1), and its LAPACK results change in the last bits with it, so a recon would
-  // differ between launchers and layouts. One BLAS thread everywhere keeps every result independent of both, at
-  // about 5% of a posterior recon's time (bench/blas_compare.sh, docs/performance.md).
+  // differ between launchers and layouts. One BLAS thread everywhere keeps every result independent of both; it was
+  // faster for recon than two and about 20% slower for a training step (bench/blas_compare.sh, docs/performance.md).
   using SetThreads = void (*)(int);
   if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
 }
