@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$PWD/build/apps/ambient
 O=${OUT:-out/blas_compare}
-L=/usr/lib/x86_64-linux-gnu
+L=/usr/lib/$(gcc -print-multiarch)
 mkdir -p "$O"
 [ -x "$A" ] && [ -x build/bench/bench_train ] || { echo "blas_compare: build first (scripts/setup.sh)" >&2; exit 1; }
 "$A" simulate --orientation axial --slices 70 --matrix 128 --accel 4 --center-fraction 0.08 --seed 204 \

@@ -94,8 +94,8 @@ Calibration calibration(const torch::Tensor& gt_in, const torch::Tensor& x_in, c
   auto ec = err - err.mean(), sc = s - s.mean();
   const double den = std::sqrt(ec.square().sum().item<double>() * sc.square().sum().item<double>());
   c.correlation = den > 0 ? (ec * sc).sum().item<double>() / den : 0.0;
-  // Pixels with std 0 need an infinite factor unless their error is 0 too.
-  auto ratio = torch::where(s > 0, err / s.clamp_min(1e-300), torch::where(err > 0, INFINITY, 0.0));
+  // Pixels with std 0 need an infinite factor unless their error is 0 too (where() drops their err / 0).
+  auto ratio = torch::where(s > 0, err / s, torch::where(err > 0, INFINITY, 0.0));
   c.scale_for_95 = 0.5 * ratio.quantile(0.95).item<double>();
   auto order = std::get<1>(s.sort());
   const int64_t bins = 10;
