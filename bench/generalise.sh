@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Generalisation (issue 14, docs/results.md "Generalisation"): every target-test set of scripts/make_dataset.sh (held-out
+# subjects, orientations and contrasts; none of their volumes is in any training set) at each matrix, R = 4 and 8:
+# PSNR / SSIM / NMSE (fastMRI definitions, `ambient eval`) and seconds per slice of zero-filled, CG-SENSE, BART l1 and
+# l2 at their best λ (bench/baselines.sh), and each model with recon's defaults for it, all in this one run.
+#   bench/generalise.sh data/models/foundation_gpu.pt:foundation data/models/ambient_ch2_r4.pt:ambient [NAIVE.pt:naive]
+#   env: DATASET=out/dataset (made if missing)  OUT=out/generalise  MATRICES="128 192"  RS="4 8"  SETS="glob ..."
+#        (SETS: names under DATASET/target_test, default all of the given matrices)
+# Output: OUT/generalise.md (a row per set, R and method, then the mean over sets per matrix, R and method, and
+# each model's PSNR margin over BART l1), OUT/generalise.csv. Recon runs one at a time: two LibTorch jobs on 2 cores
+# slow each other down far more than 2x.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$PWD/build/apps/ambient
+D=${DATASET:-out/dataset}
+O=${OUT:-out/generalise}
+MATRICES=${MATRICES:-128 192}
+RS=${RS:-4 8}
+[ $# -ge 1 ] || { echo "usage: $0 MODEL.pt:LABEL..." >&2; exit 2; }
+for spec in "$@"; do [ -f "${spec%%:*}" ] || { echo "generalise: model ${spec%%:*} not found" >&2; exit 1; }; done
+[ -d "$D/target_test" ] || MATRICES="$MATRICES" RS="$RS" scripts/make_dataset.sh "$D" > /dev/null
+mkdir -p "$O"
+sets=()
+if [ -n "${SETS:-}" ]; then
+  for s in $SETS; do sets+=("$s"); done
+else
+  for N in $MATRICES; do for d in "$D"/target_test/*_"$N"; do [ -d "$d" ] && sets+=("$(basename "$d")"); done; done
+fi
+[ ${#sets[@]} -ge 1 ] || { echo "generalise: no target-test sets for matrices $MATRICES in $D (run scripts/make_dataset.sh)" >&2; exit 1; }
+num() { sed -n "s/.*\"$2\": \([0-9.eE+-]*\).*/\1/p" "$1" | head -1; }
+csv=$O/generalise.csv
+echo "set,matrix,R,method,psnr,ssim,nmse,s_per_slice" > "$csv"
+rows=("| set | R | method | PSNR (dB) | SSIM | NMSE | s/slice |" "|---|---|---|---|---|---|---|")
+rm -f "$O/baselines/baselines.csv"
+for set in "${sets[@]}"; do
+  dir=$D/target_test/$set N=${set##*_}
+  [ -f "$dir/r4.h5" ] || { echo "generalise: $dir holds no scans" >&2; exit 1; }
+  # Baselines: rows "| METHOD | SET | R | PSNR | SSIM | NMSE | s |"
+  while IFS='|' read -r _ method _ R psnr ssim nmse t _; do
+    method=$(echo "$method" | sed 's/^ *//; s/ *$//') R=$(echo "$R" | tr -d ' ')
+    rows+=("| $set | $R | $method |$psnr|$ssim|$nmse|$t|")
+    echo "$set,$N,$R,$(echo "$method" | sed 's/ (best.*//'),$(echo $psnr),$(echo $ssim),$(echo $nmse),$(echo $t)" >> "$csv"
+    echo "${rows[-1]}" >&2
+  done < <(OUT=$O/baselines RS="$RS" METHODS="zf cg l1 l2" EXTRA=1 bench/baselines.sh "$set=$dir")
+  for spec in "$@"; do
+    model=${spec%%:*} label=${spec##*:}
+    for R in $RS; do
+      base=$O/${label}_${set}_r$R
+      n=$("$A" info "$dir/r$R.h5" --json | sed -n 's/.*"slices": \([0-9]*\).*/\1/p' | head -1)
+      t0=$(date +%s.%N)
+      "$A" recon "$dir/r$R.h5" --method posterior --model "$model" -o "$base.nii.gz" --reference "$dir/r${R}_ref.nii.gz" \
+        --metrics "$base.json" > "$base.log" 2>&1 || { tail -3 "$base.log" >&2; exit 1; }
+      t=$(echo "($(date +%s.%N) - $t0) / $n" | bc -l)
+      rows+=("| $set | $R | $label | $(printf %.2f "$(num "$base.json" psnr)") | $(printf %.4f "$(num "$base.json" ssim)") | $(printf %.4f "$(num "$base.json" nmse)") | $(printf %.2f "$t") |")
+      echo "$set,$N,$R,$label,$(num "$base.json" psnr),$(num "$base.json" ssim),$(num "$base.json" nmse),$t" >> "$csv"
+      echo "${rows[-1]}" >&2
+    done
+  done
+done
+# Means over the sets of each matrix (each set weighs the same, whatever its number of slices), and the margins.
+summary=$(awk -F, 'NR > 1 { k = $2 "," $3 "," $4; n[k]++; p[k] += $5; s[k] += $6; e[k] += $7; t[k] += $8; order[k] = NR }
+  END { for (k in n) { split(k, a, ","); printf "%s|%s|%s|%.2f|%.4f|%.4f|%.2f|%d\n", a[1], a[2], a[3], p[k]/n[k], s[k]/n[k], e[k]/n[k], t[k]/n[k], order[k] } }' "$csv" |
+  sort -t'|' -k1,1n -k2,2n -k8,8n)
+{
+  printf "%s\n" "${rows[@]}"
+  echo
+  echo "Mean over the target-test sets (each set weighs the same):"
+  echo
+  echo "| matrix | R | method | PSNR (dB) | SSIM | NMSE | s/slice |"
+  echo "|---|---|---|---|---|---|---|"
+  echo "$summary" | awk -F'|' '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 }'
+  echo
+  echo "Each model's mean PSNR / SSIM minus BART l1-wavelet's (best λ):"
+  echo
+  echo "| matrix | R | model | ΔPSNR (dB) | ΔSSIM |"
+  echo "|---|---|---|---|---|"
+  for spec in "$@"; do
+    label=${spec##*:}
+    echo "$summary" | awk -F'|' -v m="$label" '$3 == "BART l1-wavelet" { bp[$1 "," $2] = $4; bs[$1 "," $2] = $5 }
+      $3 == m { mp[$1 "," $2] = $4; ms[$1 "," $2] = $5 }
+      END { for (k in mp) { split(k, a, ","); printf "| %s | %s | %s | %+.2f | %+.4f |\n", a[1], a[2], m, mp[k] - bp[k], ms[k] - bs[k] } }' | sort
+  done
+} | tee "$O/generalise.md"
