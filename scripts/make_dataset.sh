@@ -10,7 +10,7 @@
 # OUT/debian (apt-get download + dpkg -x: no root, no dependencies). Everything is reproducible from the seeds below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A=$PWD/build/apps/ambient
+A=${AMBIENT:-$PWD/build/apps/ambient}
 O=${1:-out/dataset}
 MATRICES=${MATRICES:-128 192}
 RS=${RS:-4 8}
@@ -19,21 +19,16 @@ TRAIN_EVERY=${TRAIN_EVERY:-1}
 [ -x "$A" ] || { echo "make_dataset: $A is missing: build first (scripts/setup.sh)" >&2; exit 1; }
 mkdir -p "$O"
 
-# The catalogue: id | subject | species | contrast | Debian package | file | licence | split | orientations
-# Subjects: colin27 (Colin Holmes, the MNI single-subject template: ch2, ch2better and BrainWeb are all him);
-# inia19 (a template averaged over 19 rhesus macaques); itk-kmeans, nibabel-epi, dipy-b0 and dipy-t1 are four scans
-# shipped as test data by ITK, nibabel and dipy, of people who are not Colin27 (their papers/readmes do not name them;
-# each package's scan is treated as its own subject).
-CATALOGUE=$(cat <<'EOF'
-colin27_05mm|colin27|human|T1|mricron-data|/usr/share/mricron/templates/ch2better.nii.gz|BSD-3-clause|source|coronal sagittal
-inia19|inia19|macaque|T1|mricron-data|/usr/share/mricron/templates/inia19-t1-brain.nii.gz|BSD-3-clause|source|axial coronal sagittal
-colin27_1mm|colin27|human|T1|mricron-data|/usr/share/mricron/templates/ch2.nii.gz|BSD-3-clause|target-train|axial coronal sagittal
-dipy_b0|dipy-b0|human|T2w EPI (b = 0)|python3-dipy|/usr/lib/python3/dist-packages/dipy/data/files/S0_10slices.nii.gz|BSD-3-clause|target-train|axial
-itk_t1|itk-kmeans|human|T1 (2 x 2 x 3 mm)|insighttoolkit5-examples|/usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz|Apache-2.0|target-test|axial coronal sagittal
-nibabel_epi|nibabel-epi|human|T2* BOLD EPI|python3-nibabel|/usr/lib/python3/dist-packages/nibabel/tests/data/example4d.nii.gz|Expat|target-test|axial
-dipy_t1|dipy-t1|human|T1|python3-dipy|/usr/lib/python3/dist-packages/dipy/data/files/t1_coronal_slice.npy|BSD-3-clause|target-test|coronal
-EOF
-)
+# The catalogue (data/dataset.tsv, tab-separated, one volume per line): id, subject, species, contrast, Debian
+# package, file, licence, split (source | target-train | target-test), orientations. Subjects: colin27 (Colin Holmes,
+# the MNI single-subject template: ch2, ch2better and BrainWeb are all him); inia19 (a template averaged over 19
+# rhesus macaques); itk-kmeans, nibabel-epi, dipy-b0 and dipy-t1 are four scans shipped as test data by ITK, nibabel
+# and dipy, of people who are not Colin27 (their packages do not name them; each is treated as its own subject).
+CATALOGUE_FILE=${CATALOGUE:-data/dataset.tsv}
+[ -f "$CATALOGUE_FILE" ] || { echo "make_dataset: catalogue $CATALOGUE_FILE not found" >&2; exit 1; }
+CATALOGUE=$(tail -n +2 "$CATALOGUE_FILE" | grep -v '^ *$' | tr '\t' '|')
+bad=$(echo "$CATALOGUE" | awk -F'|' 'NF != 9 || ($8 != "source" && $8 != "target-train" && $8 != "target-test") {print NR + 1}')
+[ -z "$bad" ] || { echo "make_dataset: $CATALOGUE_FILE line(s) $(echo $bad): expected 9 tab-separated fields, split source|target-train|target-test" >&2; exit 1; }
 
 # Where a catalogue file is: installed, or unpacked from its package's .deb under $O/debian.
 locate() {  # FILE PACKAGE
@@ -66,8 +61,7 @@ test_subjects=$(echo "$CATALOGUE" | awk -F'|' '$8 == "target-test" {print $2}' |
 overlap=$(comm -12 <(echo "$train_subjects") <(echo "$test_subjects"))
 [ -z "$overlap" ] || { echo "make_dataset: subject(s) $overlap in both training and test splits" >&2; exit 1; }
 
-{ echo "id	subject	species	contrast	package	file	licence	split	orientations"; echo "$CATALOGUE" | tr '|' '\t'; } \
-  > "$O/catalogue.tsv"
+cp "$CATALOGUE_FILE" "$O/catalogue.tsv"
 : > "$O/source.args"
 mkdir -p "$O/target_train" "$O/target_val" "$O/target_test"
 n_train=0 n_test=0 file_i=0
@@ -77,8 +71,9 @@ while IFS='|' read -r id subject species contrast pkg file licence split orients
     source)
       for o in $orients; do echo "$vol@$o" >> "$O/source.args"; done;;
     target-train)
-      # Corrupted scans only (R = 4, one random mask per slice), 8 slices per file; ch2's axial slices 70, 86 and
-      # 102 are target-val instead (the slices docs/results.md has always held out).
+      # Corrupted scans only (R = 4, one random mask per slice), 8 slices per file. Of ch2's axial slices, 70, 86
+      # and 102 are target-val (docs/results.md's held-out slices), 55, 77, 93, 111 its second validation set and
+      # 45, 63, 81, 99, 117, 135 the shipped sample scan (data/samples): none of them is trained on.
       for o in $orients; do
         size=$(python3 - "$vol" "$o" <<'PY'
 import gzip, struct, sys
@@ -91,7 +86,7 @@ PY
         [ "$size" -le 16 ] && lo=0 hi=$((size - 1))
         picks=()
         for s in $(seq "$lo" "$TRAIN_EVERY" "$hi"); do
-          [ "$id/$o" = colin27_1mm/axial ] && case $s in 70|86|102) continue;; esac
+          [ "$id/$o" = colin27_1mm/axial ] && case $s in 70|86|102|55|77|93|111|45|63|81|99|117|135) continue;; esac
           picks+=("$s")
         done
         for ((k = 0; k < ${#picks[@]}; k += 8)); do
@@ -128,5 +123,5 @@ for R in $RS; do
       -o "$O/target_val/r$R.h5" -r "$O/target_val/r${R}_ref.nii.gz" > /dev/null
 done
 echo "data set in $O: $(wc -l < "$O/source.args") source volume-orientations, $n_train target-train slices" \
-     "in $(ls "$O/target_train" | wc -l) files, target-val r4/r8, $n_test target-test slices" \
+     "in $(ls "$O/target_train" | wc -l) files, target-val at R = ${RS// /, }, $n_test target-test slices" \
      "($(ls "$O/target_test" | wc -l) volume x orientation x matrix sets); catalogue in $O/catalogue.tsv"
