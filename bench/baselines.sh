@@ -13,7 +13,8 @@
 #   env: OUT=out/baselines RS="4 8" LAMBDAS="0.0001 0.0003 0.001 0.003 0.01 0.03 0.1" CROPS="0 0.5 0.8" ITERS=200
 #        METHODS="cg l1 l2" (add zf for zero-filled)  COLUMNS_BEFORE=N (cells of "-" after the method)
 #        EXTRA=1: rows end "| NMSE | s/slice |" too (s/slice: one (crop, λ): maps + pics)
-# Rows are "| METHOD |pad SET | R | PSNR | SSIM |"; every figure (all crops and λ) also goes to OUT/baselines.csv.
+# Rows are "| METHOD |pad SET | R | PSNR | SSIM |"; every figure (all crops and λ) also goes to OUT/baselines.csv,
+# and the best images to OUT/{zf,cg}_SET_rR.nii.gz and OUT/bart_{l1,l2}_SET_rR.cfl.
 # A BART row below CG-SENSE's PSNR is flagged on stderr: on these scans that has always meant a set-up fault.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +85,8 @@ for spec in "$@"; do
           p=$(metric "$O/bart.json" psnr)
           echo "bart-$reg,$set,$R,$c,$lam,$p,$(metric "$O/bart.json" ssim),$(metric "$O/bart.json" nmse),$t" >> "$csv"
           if [ "$(echo "$p > $best" | bc -l)" = 1 ]; then
-            best=$p best_at="λ = $lam, crop $c" best_t=$t; cp "$O/bart.json" "$O/bart_${reg}_${set}_r$R.json"
+            best=$p best_at="λ = $lam, crop $c" best_t=$t
+            for e in json cfl hdr; do cp "$O/bart.$e" "$O/bart_${reg}_${set}_r$R.$e"; done
           fi
         done
       done

@@ -4,8 +4,9 @@
 # PSNR / SSIM / NMSE (fastMRI definitions, `ambient eval`) and seconds per slice of zero-filled, CG-SENSE, BART l1 and
 # l2 at their best λ (bench/baselines.sh), and each model with recon's defaults for it, all in this one run.
 #   bench/generalise.sh data/models/foundation_gpu.pt:foundation data/models/ambient_ch2_r4.pt:ambient [NAIVE.pt:naive]
-#   env: DATASET=out/dataset (made if missing)  OUT=out/generalise  MATRICES="128 192"  RS="4 8"  SETS="glob ..."
+#   env: DATASET=out/dataset (made if missing)  OUT=out/generalise  MATRICES="128 192 128x160"  RS="4 8"  SETS="..."
 #        (SETS: names under DATASET/target_test, default all of the given matrices)
+#        FIGURES=DIR: also DIR/generalise_rR.png per R (bench/generalise_figure.py, Debian's python3-matplotlib)
 # Output: OUT/generalise.md (a row per set, R and method, then the mean over sets per matrix, R and method, and
 # each model's PSNR margin over BART l1), OUT/generalise.csv. Recon runs one at a time: two LibTorch jobs on 2 cores
 # slow each other down far more than 2x.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 A=$PWD/build/apps/ambient
 D=${DATASET:-out/dataset}
 O=${OUT:-out/generalise}
-MATRICES=${MATRICES:-128 192}
+MATRICES=${MATRICES:-128 192 128x160}
 RS=${RS:-4 8}
 [ $# -ge 1 ] || { echo "usage: $0 MODEL.pt:LABEL..." >&2; exit 2; }
 for spec in "$@"; do [ -f "${spec%%:*}" ] || { echo "generalise: model ${spec%%:*} not found" >&2; exit 1; }; done
@@ -60,7 +61,7 @@ done
 # Means over the sets of each matrix (each set weighs the same, whatever its number of slices), and the margins.
 summary=$(awk -F, 'NR > 1 { k = $2 "," $3 "," $4; n[k]++; p[k] += $5; s[k] += $6; e[k] += $7; t[k] += $8; order[k] = NR }
   END { for (k in n) { split(k, a, ","); printf "%s|%s|%s|%.2f|%.4f|%.4f|%.2f|%d\n", a[1], a[2], a[3], p[k]/n[k], s[k]/n[k], e[k]/n[k], t[k]/n[k], order[k] } }' "$csv" |
-  sort -t'|' -k1,1n -k2,2n -k8,8n)
+  sort -t'|' -k1,1 -k2,2n -k8,8n)
 {
   printf "%s\n" "${rows[@]}"
   echo
@@ -81,3 +82,8 @@ summary=$(awk -F, 'NR > 1 { k = $2 "," $3 "," $4; n[k]++; p[k] += $5; s[k] += $6
       END { for (k in mp) { split(k, a, ","); printf "| %s | %s | %s | %+.2f | %+.4f |\n", a[1], a[2], m, mp[k] - bp[k], ms[k] - bs[k] } }' | sort
   done
 } | tee "$O/generalise.md"
+if [ -n "${FIGURES:-}" ]; then
+  mkdir -p "$FIGURES"
+  labels=(); for spec in "$@"; do labels+=("${spec##*:}"); done
+  for R in $RS; do /usr/bin/python3 bench/generalise_figure.py "$O" "$D" "$R" "$FIGURES/generalise_r$R.png" "${labels[@]}"; done
+fi

@@ -3,7 +3,8 @@
 # (clean slices for the foundation), target-train (corrupted scans only), target-val (for choosing settings) and
 # target-test (never trained or tuned on) by SUBJECT and volume, never by slice of one volume.
 #   scripts/make_dataset.sh [OUT]        (default out/dataset)
-#   env: MATRICES="128 192"  test matrices (square; the network pads any size to its stride)
+#   env: MATRICES="128 192 128x160"  test matrices: N (square) or NYxNX (ky lines x readout samples); the network
+#                                   pads any size to its stride
 #        RS="4 8"            test accelerations; TEST_SLICES=4 slices per test volume and orientation
 #        TRAIN_EVERY=1       every n-th slice of the target-train volumes (central 60% of each axis)
 # The volumes come from installed packages, or, where a package is not installed, from its .deb unpacked under
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${AMBIENT:-$PWD/build/apps/ambient}
 O=${1:-out/dataset}
-MATRICES=${MATRICES:-128 192}
+MATRICES=${MATRICES:-128 192 128x160}
 RS=${RS:-4 8}
 TEST_SLICES=${TEST_SLICES:-4}
 TRAIN_EVERY=${TRAIN_EVERY:-1}
@@ -105,10 +106,13 @@ PY
         for N in $MATRICES; do
           d="$O/target_test/${id}_${o}_$N"
           mkdir -p "$d"
+          ny=${N%x*} nx=${N#*x}
+          [ "$nx" = "$N" ] && nx=0
           for R in $RS; do
             [ -f "$d/r$R.h5" ] ||
-              "$A" simulate -i "$vol" --orientation "$so" "${sl[@]}" --matrix "$N" --accel "$R" --center-fraction 0.08 \
-                --seed $((2000 + 10 * R + N)) -o "$d/r$R.h5" -r "$d/r${R}_ref.nii.gz" --png "$d/r$R.png" > /dev/null
+              "$A" simulate -i "$vol" --orientation "$so" "${sl[@]}" --matrix "$ny" --readout "$nx" --accel "$R" \
+                --center-fraction 0.08 --seed $((2000 + 10 * R + ny + nx)) -o "$d/r$R.h5" -r "$d/r${R}_ref.nii.gz" \
+                --png "$d/r$R.png" > /dev/null
           done
           n_test=$((n_test + $("$A" info "$d/r4.h5" --json | sed -n 's/.*"slices": \([0-9]*\).*/\1/p' | head -1)))
         done

@@ -30,7 +30,9 @@ int run_simulate(const std::vector<std::string>& args) {
       ("orientation", po::value(&c.orientation)->default_value(c.orientation), "axial | coronal | sagittal")
       ("slices", po::value(&slices), "comma-separated source slice indices (default: --count over the central half)")
       ("count", po::value(&c.count)->default_value(c.count), "number of slices when --slices is not given")
-      ("matrix", po::value(&c.matrix)->default_value(c.matrix), "output matrix (square)")
+      ("matrix", po::value(&c.matrix)->default_value(c.matrix), "phase-encode lines (ky, image rows)")
+      ("readout", po::value(&c.readout)->default_value(c.readout),
+       "readout samples (kx, image columns); 0: as many as --matrix (square). Pixels stay square")
       ("coils", po::value(&c.coils)->default_value(c.coils), "number of simulated receive coils")
       ("snr", po::value(&c.snr)->default_value(c.snr), "mean coil-combined signal in the object / noise std")
       ("mask", po::value(&c.mask)->default_value(c.mask), "random | equispaced | equispaced-fraction | full")

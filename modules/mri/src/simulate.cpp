@@ -55,25 +55,26 @@ torch::Tensor make_mask(const SimulateConfig& c, int64_t n, uint32_t seed) {
 
 }  // namespace
 
-torch::Tensor biot_savart_maps(int64_t coils, int64_t n, uint32_t seed) {
+torch::Tensor biot_savart_maps(int64_t coils, int64_t ny, int64_t nx, uint32_t seed) {
   AMBIENT_CHECK(coils >= 1 && coils <= 64, "coil maps: expected 1 to 64 coils, got ", coils);
-  AMBIENT_CHECK(n >= 8, "coil maps: expected a matrix of at least 8, got ", n);
+  AMBIENT_CHECK(ny >= 8 && nx >= 8, "coil maps: expected a matrix of at least 8 x 8, got ", ny, " x ", nx);
+  const int64_t n = std::max(ny, nx);  // the unit of length: the larger side
   // Geometry in units of the FOV (the image spans [-0.5, 0.5)): loops of radius 0.25 on a ring of radius 0.62,
   // each loop's plane containing z and tangent to the ring, so its axis points at the centre.
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> jitter(-0.03, 0.03);
   constexpr int kSegments = 72;
   const double ring = 0.62, loop = 0.25;
-  auto maps = torch::zeros({coils, n, n}, torch::kComplexDouble);
+  auto maps = torch::zeros({coils, ny, nx}, torch::kComplexDouble);
   auto acc = maps.accessor<c10::complex<double>, 3>();
   for (int64_t c = 0; c < coils; ++c) {
     const double theta = 2 * M_PI * c / coils + jitter(rng);
     const double rad = ring + jitter(rng), zc = jitter(rng);
     const double cx = rad * std::cos(theta), cy = rad * std::sin(theta);
     const double tx = -std::sin(theta), ty = std::cos(theta);  // in-plane tangent; the loop spans (t, z)
-    for (int64_t y = 0; y < n; ++y)
-      for (int64_t x = 0; x < n; ++x) {
-        const double px = (x - n / 2) / static_cast<double>(n), py = (y - n / 2) / static_cast<double>(n);
+    for (int64_t y = 0; y < ny; ++y)
+      for (int64_t x = 0; x < nx; ++x) {
+        const double px = (x - nx / 2) / static_cast<double>(n), py = (y - ny / 2) / static_cast<double>(n);
         double bx = 0, by = 0;
         for (int s = 0; s < kSegments; ++s) {
           const double a0 = 2 * M_PI * s / kSegments, a1 = 2 * M_PI * (s + 1) / kSegments, am = 0.5 * (a0 + a1);
@@ -98,6 +99,8 @@ torch::Tensor biot_savart_maps(int64_t coils, int64_t n, uint32_t seed) {
 SliceStack resample_slices(const Volume& volume, const SimulateConfig& c) {
   AMBIENT_CHECK(volume.data.defined() && volume.data.dim() == 3, "simulate: expected a 3-D volume");
   AMBIENT_CHECK(c.matrix >= 16 && c.matrix <= 1024, "simulate: expected a matrix in [16, 1024], got ", c.matrix);
+  AMBIENT_CHECK(c.readout == 0 || (c.readout >= 16 && c.readout <= 1024),
+                "simulate: expected readout samples in [16, 1024] (or 0: as many as the matrix), got ", c.readout);
   const Plane pl = plane_for(c.orientation);
   // Volume data is [k, j, i]; sizes per index axis i, j, k:
   const int64_t size[3] = {volume.data.size(2), volume.data.size(1), volume.data.size(0)};
@@ -111,15 +114,15 @@ SliceStack resample_slices(const Volume& volume, const SimulateConfig& c) {
   for (auto p : picks)
     AMBIENT_CHECK(p >= 0 && p < size[pl.fixed_axis], "simulate: slice ", p, " is outside the volume's ",
                   size[pl.fixed_axis], " ", c.orientation, " slices");
-  const int64_t S = picks.size(), N = c.matrix;
+  const int64_t S = picks.size(), NY = c.matrix, NX = c.readout > 0 ? c.readout : c.matrix;
   const double sp_row = volume.spacing[pl.row_axis], sp_col = volume.spacing[pl.col_axis];
-  const double fov = std::max(size[pl.row_axis] * sp_row, size[pl.col_axis] * sp_col);
-  const double d = fov / N;
+  // Square pixels of the size at which the plane's extent fits along both sides.
+  const double d = std::max(size[pl.row_axis] * sp_row / NY, size[pl.col_axis] * sp_col / NX);
 
-  // Resample each slice on the N x N grid whose centre pixel (N/2, N/2) sits on the plane's centre.
-  auto mag = torch::zeros({S, N, N}, torch::kDouble);
+  // Resample each slice on the NY x NX grid whose centre pixel (NY/2, NX/2) sits on the plane's centre.
+  auto mag = torch::zeros({S, NY, NX}, torch::kDouble);
   Geometry geo;
-  geo.fov_mm = {fov, fov, volume.spacing[pl.fixed_axis]};
+  geo.fov_mm = {NX * d, NY * d, volume.spacing[pl.fixed_axis]};
   for (int64_t s = 0; s < S; ++s) {
     torch::Tensor plane = pl.fixed_axis == 2 ? volume.data.select(0, picks[s])
                           : pl.fixed_axis == 1 ? volume.data.select(1, picks[s])
@@ -129,9 +132,9 @@ SliceStack resample_slices(const Volume& volume, const SimulateConfig& c) {
     const int64_t rows = plane.size(0), cols = plane.size(1);
     const double rc = 0.5 * (rows - 1), cc = 0.5 * (cols - 1);
     auto ma = mag.accessor<double, 3>();
-    for (int64_t y = 0; y < N; ++y)
-      for (int64_t x = 0; x < N; ++x)
-        ma[s][y][x] = bilinear(pa, rows, cols, rc + (y - N / 2) * d / sp_row, cc + (x - N / 2) * d / sp_col);
+    for (int64_t y = 0; y < NY; ++y)
+      for (int64_t x = 0; x < NX; ++x)
+        ma[s][y][x] = bilinear(pa, rows, cols, rc + (y - NY / 2) * d / sp_row, cc + (x - NX / 2) * d / sp_col);
     // Physical centre of the plane: origin + D (spacing ⊙ index).
     double index[3];
     index[pl.fixed_axis] = picks[s];
@@ -152,10 +155,10 @@ SliceStack resample_slices(const Volume& volume, const SimulateConfig& c) {
   return {(mag / peak).clamp_min(0), geo};
 }
 
-torch::Tensor smooth_phase(int64_t slices, int64_t n, double strength, at::Generator& gen) {
-  auto low = torch::zeros({slices, n, n}, torch::kComplexDouble);
+torch::Tensor smooth_phase(int64_t slices, int64_t ny, int64_t nx, double strength, at::Generator& gen) {
+  auto low = torch::zeros({slices, ny, nx}, torch::kComplexDouble);
   auto coeffs = torch::randn({slices, 5, 5}, gen, torch::kComplexDouble);
-  low.narrow(1, n / 2 - 2, 5).narrow(2, n / 2 - 2, 5).copy_(coeffs);
+  low.narrow(1, ny / 2 - 2, 5).narrow(2, nx / 2 - 2, 5).copy_(coeffs);
   auto phase = torch::real(ifft2c(low.to(torch::kComplexFloat))).to(torch::kDouble);
   return phase / phase.abs().amax({1, 2}, true).clamp_min(1e-12) * strength;
 }
@@ -169,16 +172,16 @@ Simulation simulate(const Volume& volume, const SimulateConfig& c) {
   auto stack = resample_slices(volume, c);
   auto mag = stack.magnitude.to(torch::kDouble);
   const Geometry geo = stack.geometry;
-  const int64_t S = mag.size(0), N = c.matrix, C = c.coils;
+  const int64_t S = mag.size(0), NY = mag.size(1), NX = mag.size(2), C = c.coils;
 
   auto gen = at::detail::createCPUGenerator(c.seed);
-  auto phase = smooth_phase(S, N, c.phase_strength, gen);
-  auto image = torch::polar(mag, phase).to(torch::kComplexFloat);  // [S, N, N]
+  auto phase = smooth_phase(S, NY, NX, c.phase_strength, gen);
+  auto image = torch::polar(mag, phase).to(torch::kComplexFloat);  // [S, NY, NX]
 
-  auto maps1 = biot_savart_maps(C, N, c.seed);
-  auto maps = maps1.unsqueeze(0).expand({S, C, N, N}).contiguous();
+  auto maps1 = biot_savart_maps(C, NY, NX, c.seed);
+  auto maps = maps1.unsqueeze(0).expand({S, C, NY, NX}).contiguous();
   auto coil_images = maps * image.unsqueeze(1);
-  auto full = fft2c(coil_images);  // [S, C, N, N]
+  auto full = fft2c(coil_images);  // [S, C, NY, NX]
 
   // Coil noise covariance Ψ = G G^H (unit mean diagonal) scaled to the SNR; noise = σ L w, L = chol(Ψ).
   auto g = torch::eye(C, torch::kComplexDouble) +
@@ -189,25 +192,25 @@ Simulation simulate(const Volume& volume, const SimulateConfig& c) {
   auto object = mag > 0.1;
   const double signal = rss(coil_images, 1).to(torch::kDouble).masked_select(object).mean().item<double>();
   const float sigma = static_cast<float>(signal / c.snr);
-  auto white = torch::randn({S, C, N * N}, gen, torch::kComplexFloat);
-  auto noisy = full + sigma * l.matmul(white).reshape({S, C, N, N});
+  auto white = torch::randn({S, C, NY * NX}, gen, torch::kComplexFloat);
+  auto noisy = full + sigma * l.matmul(white).reshape({S, C, NY, NX});
   auto noise_scan = sigma * l.matmul(torch::randn({C, c.noise_samples}, gen, torch::kComplexFloat));
 
   Simulation out;
   Scan& scan = out.scan;
   scan.format = "simulated";
   scan.geometry = geo;
-  scan.mask = torch::zeros({S, N}, torch::kBool);
-  scan.calib = torch::zeros({S, N}, torch::kBool);
-  const int64_t n_low = num_low_frequencies(N, c.center_fraction);
+  scan.mask = torch::zeros({S, NY}, torch::kBool);
+  scan.calib = torch::zeros({S, NY}, torch::kBool);
+  const int64_t n_low = num_low_frequencies(NY, c.center_fraction);
   for (int64_t s = 0; s < S; ++s) {
-    scan.mask[s] = make_mask(c, N, c.same_mask ? c.seed : c.seed + static_cast<uint32_t>(s));
-    const int64_t pad = (N - n_low + 1) / 2;
+    scan.mask[s] = make_mask(c, NY, c.same_mask ? c.seed : c.seed + static_cast<uint32_t>(s));
+    const int64_t pad = (NY - n_low + 1) / 2;
     scan.calib[s].slice(0, pad, pad + n_low).fill_(true);
   }
   scan.calib &= scan.mask;
   if (c.mask == "full") scan.calib.fill_(true);  // fully sampled: every line can calibrate
-  scan.ksp = (noisy * scan.mask.to(torch::kFloat).reshape({S, 1, N, 1})).contiguous();
+  scan.ksp = (noisy * scan.mask.to(torch::kFloat).reshape({S, 1, NY, 1})).contiguous();
   scan.noise = noise_scan.contiguous();
   scan.meta["patient_id"] = "ambient-simulate";
   scan.meta["simulate_snr"] = std::to_string(c.snr);
