@@ -44,16 +44,20 @@ locate() {  # FILE PACKAGE
 }
 # A 3-D NIfTI volume that `ambient simulate` reads: 4-D files keep their first frame, .npy slices are wrapped.
 volume() {  # ID FILE PACKAGE
-  local src; src=$(locate "$2" "$3")
-  case "$src" in
-    *.npy|*example4d.nii.gz|*S0_10slices.nii.gz)
-      # dipy's 10 b0 slices were picked from a larger volume with a sheared affine that ITK refuses: voxel sizes only.
-      local plain=(); [ "$1" = dipy_b0 ] && plain=(--plain-geometry)
-      mkdir -p "$O/volumes"
-      [ -f "$O/volumes/$1.nii.gz" ] || python3 scripts/volume_to_nifti.py "${plain[@]}" "$src" "$O/volumes/$1.nii.gz"
-      echo "$O/volumes/$1.nii.gz";;
-    *) echo "$src";;
-  esac
+  local src dims; src=$(locate "$2" "$3")
+  # NIfTI dim[0] and dim[4] (frames); .npy files always need wrapping.
+  dims=$(case "$src" in *.npy) echo "npy";; *) python3 -c "import gzip, struct, sys
+f = sys.argv[1]; h = (gzip.open if f.endswith('.gz') else open)(f, 'rb').read(56)
+d = struct.unpack('<8h', h[40:56]); print(d[0], d[4])" "$src";; esac)
+  # dipy's 10 b0 slices were picked from a larger volume with a sheared affine that ITK refuses: voxel sizes only.
+  local plain=(); [ "$1" = dipy_b0 ] && plain=(--plain-geometry)
+  if [ "$dims" = npy ] || [ "${dims%% *}" -gt 3 ] || [ ${#plain[@]} -gt 0 ]; then
+    mkdir -p "$O/volumes"
+    [ -f "$O/volumes/$1.nii.gz" ] || python3 scripts/volume_to_nifti.py "${plain[@]}" "$src" "$O/volumes/$1.nii.gz"
+    echo "$O/volumes/$1.nii.gz"
+  else
+    echo "$src"
+  fi
 }
 
 # The split is by subject: no subject of target-test may be in source or target-train.

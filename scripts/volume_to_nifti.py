@@ -25,8 +25,12 @@ def fail(msg):
 
 def write_atomic(path, data):
     tmp = path + ".partial"
-    with gzip.open(tmp, "wb") if path.endswith(".gz") else open(tmp, "wb") as f:
-        f.write(data)
+    with open(tmp, "wb") as raw:
+        if path.endswith(".gz"):  # mtime 0: the same input gives the same bytes
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+                f.write(data)
+        else:
+            raw.write(data)
     os.replace(tmp, path)
 
 
