@@ -27,7 +27,7 @@ def write_atomic(path, data):
     tmp = path + ".partial"
     with open(tmp, "wb") as raw:
         if path.endswith(".gz"):  # mtime 0: the same input gives the same bytes
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+            with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
                 f.write(data)
         else:
             raw.write(data)
