@@ -27,9 +27,10 @@ def cfl(path):
     return np.transpose(a, (2, 1, 0))
 
 
-def psnr(path):
+def psnr(path):  # recon --metrics writes {"psnr": ...}; eval --json {"metrics": [{"psnr": ...}]}
     with open(path) as f:
-        return json.load(f)["psnr"]
+        j = json.load(f)
+    return j["psnr"] if "psnr" in j else j["metrics"][0]["psnr"]
 
 
 def main(out, dataset, r, png, labels):
@@ -62,10 +63,10 @@ def main(out, dataset, r, png, labels):
                 a.set_yticks([])
             if p is None:
                 ex.axis("off")
-    fig.suptitle(f"Held-out subjects, R = {r} (bench/generalise.sh)", fontsize=9)
+    fig.suptitle(f"Held-out subjects, R = {r} (bench/generalise.sh)", fontsize=9, y=0.999)
     fig.tight_layout()
     tmp = png + ".partial.png"
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=72)
     os.replace(tmp, png)
 
 
