@@ -7,8 +7,8 @@
 #   env: DATASET=out/dataset (made if missing)  OUT=out/generalise  MATRICES="128 192 128x160"  RS="4 8"  SETS="..."
 #        (SETS: names under DATASET/target_test, default all of the given matrices)
 #        FIGURES=DIR: also DIR/generalise_rR.png per R (bench/generalise_figure.py, Debian's python3-matplotlib)
-# Output: OUT/generalise.md (a row per set, R and method, then the mean over sets per matrix, R and method, and
-# each model's PSNR margin over BART l1), OUT/generalise.csv. Recon runs one at a time: two LibTorch jobs on 2 cores
+# Output: OUT/generalise.md (a row per set, R and method, then bench/generalise_summary.sh: the mean over sets per
+# matrix, R and method, and each model's PSNR / SSIM margin over BART l1), OUT/generalise.csv. Recon runs one at a time: two LibTorch jobs on 2 cores
 # slow each other down far more than 2x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,32 +58,14 @@ for set in "${sets[@]}"; do
     done
   done
 done
-# Means over the sets of each matrix (each set weighs the same, whatever its number of slices), and the margins.
-summary=$(awk -F, 'NR > 1 { k = $2 "," $3 "," $4; n[k]++; p[k] += $5; s[k] += $6; e[k] += $7; t[k] += $8; order[k] = NR }
-  END { for (k in n) { split(k, a, ","); printf "%s|%s|%s|%.2f|%.4f|%.4f|%.2f|%d\n", a[1], a[2], a[3], p[k]/n[k], s[k]/n[k], e[k]/n[k], t[k]/n[k], order[k] } }' "$csv" |
-  sort -t'|' -k1,1 -k2,2n -k8,8n)
+# Means over the sets of each matrix and each model's margin over BART l1 (bench/generalise_summary.sh).
+labels=(); for spec in "$@"; do labels+=("${spec##*:}"); done
 {
   printf "%s\n" "${rows[@]}"
   echo
-  echo "Mean over the target-test sets (each set weighs the same):"
-  echo
-  echo "| matrix | R | method | PSNR (dB) | SSIM | NMSE | s/slice |"
-  echo "|---|---|---|---|---|---|---|"
-  echo "$summary" | awk -F'|' '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 }'
-  echo
-  echo "Each model's mean PSNR / SSIM minus BART l1-wavelet's (best λ):"
-  echo
-  echo "| matrix | R | model | ΔPSNR (dB) | ΔSSIM |"
-  echo "|---|---|---|---|---|"
-  for spec in "$@"; do
-    label=${spec##*:}
-    echo "$summary" | awk -F'|' -v m="$label" '$3 == "BART l1-wavelet" { bp[$1 "," $2] = $4; bs[$1 "," $2] = $5 }
-      $3 == m { mp[$1 "," $2] = $4; ms[$1 "," $2] = $5 }
-      END { for (k in mp) { split(k, a, ","); printf "| %s | %s | %s | %+.2f | %+.4f |\n", a[1], a[2], m, mp[k] - bp[k], ms[k] - bs[k] } }' | sort
-  done
+  bench/generalise_summary.sh "$csv" -- "${labels[@]}"
 } | tee "$O/generalise.md"
 if [ -n "${FIGURES:-}" ]; then
   mkdir -p "$FIGURES"
-  labels=(); for spec in "$@"; do labels+=("${spec##*:}"); done
   for R in $RS; do /usr/bin/python3 bench/generalise_figure.py "$O" "$D" "$R" "$FIGURES/generalise_r$R.png" "${labels[@]}"; done
 fi
