@@ -5,8 +5,8 @@
 # the scan's fully sampled centre lines (ecalib finds them inside its 24-sample limit; they are the ACS lines that
 # CG-SENSE's ESPIRiT uses too). The crop is swept because the best one depends on the scan: ecalib's default crop
 # 0.8 zeroes the maps, and so the image, wherever the calibration eigenvalue is below 0.8, which on ch2's held-out
-# slices removes dim brain and cost BART 5.3 dB at R = 4 (25.98 dB at 0.8, 31.55 at 0.5, 31.25 at 0), while on
-# other subjects 0.8 is best (its zero background lifts SSIM). docs/results.md, "BART, honestly".
+# slices removes dim brain and cost BART 5.6 dB at R = 4 (25.98 dB at 0.8, 31.55 at 0.5, 31.25 at 0), while on
+# other subjects 0.8 is best (its zero background lifts SSIM). docs/results.md, "Generalisation and BART, honestly".
 # ITERS = 200 converges: 100 and 300 iterations differ by < 0.1 dB.
 # Each SET is a LABEL=DIR whose DIR holds rR.h5 and rR_ref.nii.gz for every R in RS.
 #   bench/baselines.sh heldout=out/results/target/heldout val2=out/foundations/val2
