@@ -29,7 +29,7 @@ int run_info(const std::vector<std::string>& args) {
       j.add("objective", c.objective).add("step", static_cast<double>(c.step));
       j.add("noise_convention", static_cast<double>(c.noise_convention));
       j.add("parameters", static_cast<double>(c.parameters)).add("sigma_data", c.sigma_data);
-      j.add("model_hash", c.model_hash).add("ema_hash", c.ema_hash);
+      j.add("precond", c.precond).add("model_hash", c.model_hash).add("ema_hash", c.ema_hash);
       std::cout << j.str() << "\n";
     } else {
       std::cout << "file          " << file << "\nformat        ambient checkpoint\nnetwork       " << c.net_config
@@ -37,6 +37,7 @@ int run_info(const std::vector<std::string>& args) {
                 << (c.noise_convention == 1 ? " (old noise draw: σ/√2 per channel; sampled as told √2 σ)" : "")
                 << "\nstep          "
                 << c.step << (c.has_optimizer ? " (resumable)" : "") << "\nsigma_data    " << c.sigma_data
+                << "\nprecond       " << c.precond
                 << "\nmodel hash    " << c.model_hash << "\nEMA hash      " << c.ema_hash << "\n";
     }
     return 0;

@@ -175,7 +175,7 @@ int run_pretrain(const std::vector<std::string>& args) {
 int run_finetune(const std::vector<std::string>& args) {
   po::options_description opts("finetune options");
   Common c;
-  std::string init, corruption = "fourier", objective = "ambient";
+  std::string init, corruption = "fourier", objective = "ambient", precond = "standard";
   double further_accel = 0;
   diffusion::ScanSourceConfig sc;
   std::string block_size = "8,32";
@@ -193,6 +193,9 @@ int run_finetune(const std::vector<std::string>& args) {
        "fourier: set δ so Ã has this acceleration on the first scan (A-DPS used R=4 -> 5); overrides --delta")
       ("extra-blocks", po::value(&c.cfg.extra_blocks)->default_value(0), "block: Ã erases this many more boxes, of --block-size")
       ("blocks", po::value(&sc.block_count)->default_value(sc.block_count), "block: boxes A erases per slice")
+      ("precond", po::value(&precond)->default_value(precond),
+       "block: standard | masked (a pixel Ã hid is treated as σ = ∞: the network predicts it directly; "
+       "docs/objectives.md)")
       ("block-size", po::value(&block_size)->default_value(block_size), "block: box side range min,max")
       ("base-channels", po::value(&scratch_net.base_channels)->default_value(scratch_net.base_channels),
        "from scratch: UNet width")
@@ -208,6 +211,12 @@ int run_finetune(const std::vector<std::string>& args) {
                 "got '", corruption, "'");
   AMBIENT_CHECK(objective == "ambient" || objective == "naive", "finetune --objective: expected ambient|naive, got '",
                 objective, "'");
+  const auto pc = diffusion::parse_precond(precond);
+  AMBIENT_CHECK(pc == diffusion::Precond::standard || (corruption == "block" && objective == "ambient"),
+                "finetune --precond masked: only for --corruption block with the ambient objective (its mask channel "
+                "is a pixel mask); got --corruption ", corruption, " --objective ", objective);
+  AMBIENT_CHECK(!c.resume || vm["precond"].defaulted(), "finetune --resume: the preconditioning is the checkpoint's; "
+                "drop --precond");
   const auto sizes = int_list(block_size, "--block-size");
   AMBIENT_CHECK(sizes.size() == 2, "finetune --block-size: expected min,max");
   sc.block_min = sizes[0], sc.block_max = sizes[1];
@@ -255,6 +264,7 @@ int run_finetune(const std::vector<std::string>& args) {
     scratch_net.cond_channels = needed;
     state = diffusion::new_state(scratch_net, diffusion::EdmConfig{}, c.cfg);
   }
+  if (!c.resume) diffusion::set_precond(state, pc);
   run_training(c, state, data, val, group);
   return 0;
 }

@@ -51,6 +51,11 @@ grep -q '"val_loss"' ft.pt.log.jsonl && ok "validation loss logged" || bad "vali
 "$AMBIENT" info ft.pt | grep -q "cond_channels=1" && ok "foundation widened by one mask channel" || bad "widened"
 "$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption block --out ftb.pt --steps 3 --batch 2 \
   > ftb.log 2>&1 && ok "finetune block" || { bad "finetune block"; cat ftb.log; }
+"$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption block --precond masked --out ftm.pt --steps 3 \
+  --batch 2 > ftm.log 2>&1 && "$AMBIENT" info ftm.pt | grep -q "precond *masked" && ok "finetune block --precond masked" \
+  || { bad "finetune block --precond masked"; cat ftm.log; }
+"$AMBIENT" sample --model ftm.pt -n 2 --size 64 --steps 4 --further-blocks 6 -o ftm_samples.png > /dev/null 2>&1 \
+  && [ -s ftm_samples.png ] && ok "sample from a masked-preconditioning block model" || bad "sample masked block model"
 
 echo "junk" > junk.pt
 
@@ -128,6 +133,10 @@ grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models
   && bad "junk foundation accepted" || { grep -q "checkpoint" e2.log && ok "junk foundation" || bad "junk foundation message"; }
 "$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --corruption magic > e3.log 2>&1 \
   && bad "bad corruption accepted" || ok "bad corruption rejected"
+"$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --precond masked > e5.log 2>&1 \
+  && bad "--precond masked accepted for Fourier corruption" \
+  || { grep -q "only for --corruption block" e5.log && ok "--precond masked refused for Fourier corruption" \
+       || bad "--precond masked message"; }
 [ -f x.pt ] && bad "a failed run wrote a checkpoint" || ok "no checkpoint from failed runs"
 
 finish

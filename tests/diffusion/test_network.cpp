@@ -83,6 +83,37 @@ TEST(Edm, PreconditioningIsTheIdentityAtVanishingNoise) {
   EXPECT_LT((out - x).abs().max().item<double>(), 1e-3);
 }
 
+TEST(Edm, MaskedPreconditioningPredictsHiddenPixelsWithoutTheSkip) {
+  // Same weights, two preconditionings. Where Ã shows the pixel they agree; where it hides it (input 0 there) the
+  // standard one gives c_out(σ) F and the masked one σ_d F: at small σ the standard output can only reach x0 if F
+  // grows like 1/σ, the masked one's target stays O(1).
+  EdmConfig masked_edm;
+  masked_edm.precond = Precond::masked;
+  EdmDenoiser standard(tiny(1), EdmConfig{}), masked(tiny(1), masked_edm);
+  randomise(*standard, 6);
+  {
+    torch::NoGradGuard g;
+    auto from = standard->parameters(), to = masked->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  }
+  auto gen = at::detail::createCPUGenerator(3);
+  auto seen = (torch::rand({2, 1, 16, 16}, gen) > 0.4).to(torch::kFloat);
+  auto x = seen * torch::randn({2, 2, 16, 16}, gen);
+  auto sigma = torch::tensor({0.01f, 0.3f});
+  auto a = standard->forward(x, sigma, seen), b = masked->forward(x, sigma, seen);
+  EXPECT_LT((seen * (a - b)).abs().max().item<double>(), 1e-6);
+  const double sd = 0.5;
+  auto c_out = (sigma * sd / (sigma * sigma + sd * sd).sqrt()).reshape({-1, 1, 1, 1});
+  auto expected = (1 - seen) * a * (sd / c_out);
+  EXPECT_LT(((1 - seen) * b - expected).abs().max().item<double>(), 1e-4 * expected.abs().max().item<double>());
+  EXPECT_GT(((1 - seen) * (b - a)).abs().max().item<double>(), 1e-3);
+  // Without a mask (unconditional use) it is the standard preconditioning.
+  auto ones = torch::ones_like(seen);
+  EXPECT_LT((standard->forward(x, sigma, ones) - masked->forward(x, sigma, ones)).abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(parse_precond(precond_name(Precond::masked)), Precond::masked);
+  EXPECT_THROW(parse_precond("nope"), ambient::Error);
+}
+
 TEST(Edm, SigmaSamplesAreLogNormal) {
   auto gen = at::detail::createCPUGenerator(1);
   EdmConfig e;

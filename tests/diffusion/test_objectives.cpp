@@ -130,22 +130,28 @@ TEST(AmbientImage, LinearOptimumOnGaussianDataIsTheConditionalMean) {
   a.select(3, 1).copy_((torch::rand({n, 1, 1}, gen) < q).to(torch::kFloat));
   NoiseDraw draw{torch::full({n}, static_cast<float>(sigma)), torch::randn({n, 2, 1, 2}, gen)};
 
-  auto w = torch::zeros({4, 4}, torch::requires_grad());
-  DenoiserFn linear = [&](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) {
-    return x.flatten(1).matmul(w.t()).reshape(x.sizes());
-  };
-  torch::optim::Adam opt({w}, torch::optim::AdamOptions(0.08));
-  for (int it = 0; it < 800; ++it) {
-    opt.zero_grad();
-    ambient_image_loss(linear, y, a, a_tilde, draw, EdmConfig{}).backward();
-    opt.step();
-  }
   const std::vector<int64_t> obs = {0, 2};  // pixel 0 of both channels
   auto idx = torch::tensor(obs);
   auto s_oo = cov.index_select(0, idx).index_select(1, idx);
   auto analytic = cov.index_select(1, idx).matmul(torch::inverse(s_oo + sigma * sigma * torch::eye(2, torch::kDouble)));
-  auto fitted = w.detach().to(torch::kDouble).index_select(1, idx);
-  EXPECT_LT((fitted - analytic).abs().max().item<double>(), 0.03) << "fitted\n" << fitted << "\nanalytic\n" << analytic;
+  // The masked preconditioning's loss weighs the hidden pixel 1/σ_d² instead of λ(σ): the same minimiser.
+  for (const auto precond : {Precond::standard, Precond::masked}) {
+    EdmConfig edm;
+    edm.precond = precond;
+    auto w = torch::zeros({4, 4}, torch::requires_grad());
+    DenoiserFn linear = [&](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) {
+      return x.flatten(1).matmul(w.t()).reshape(x.sizes());
+    };
+    torch::optim::Adam opt({w}, torch::optim::AdamOptions(0.08));
+    for (int it = 0; it < 800; ++it) {
+      opt.zero_grad();
+      ambient_image_loss(linear, y, a, a_tilde, draw, edm).backward();
+      opt.step();
+    }
+    auto fitted = w.detach().to(torch::kDouble).index_select(1, idx);
+    EXPECT_LT((fitted - analytic).abs().max().item<double>(), 0.03)
+        << precond_name(precond) << ": fitted\n" << fitted << "\nanalytic\n" << analytic;
+  }
 
   // Without A in the loss (unobserved pixels scored as zeros), pixel 1's rows shrink towards q E[x0 | Ã x_t].
   auto w2 = torch::zeros({4, 4}, torch::requires_grad());

@@ -106,6 +106,15 @@ TEST(Trainer, CheckpointsLoadBackIdentically) {
   EXPECT_TRUE(same_parameters(*state.ema, *d));
   EXPECT_EQ(d->config_string(), tiny(1).serialize());
   EXPECT_EQ(d->kind(), "edm-unet");
+  EXPECT_EQ(d->training_edm().precond, Precond::standard);
+  // The preconditioning is part of the model: it round-trips and resumes with it.
+  set_precond(loaded, Precond::masked);
+  save_checkpoint(path, loaded, cfg);
+  EXPECT_EQ(load_denoiser(path)->training_edm().precond, Precond::masked);
+  EXPECT_EQ(load_state(path, cfg, true).model->training_edm().precond, Precond::masked);
+  EXPECT_EQ(describe_checkpoint(path).precond, "masked");
+  auto plain = new_state(tiny(), EdmConfig{}, cfg);
+  EXPECT_THROW(set_precond(plain, Precond::masked), ambient::Error);  // no mask channel to read Ã from
 }
 
 TEST(Trainer, SlimCheckpointsKeepTheEmaAndRefuseToResume) {

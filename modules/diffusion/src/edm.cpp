@@ -20,6 +20,11 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   auto s = sigma.to(x.dtype()).reshape({-1, 1, 1, 1});
   auto c_skip = sd * sd / (s * s + sd * sd);
   auto c_out = s * sd / (s * s + sd * sd).sqrt();
+  if (edm.precond == Precond::masked && cond.defined()) {  // where Ã saw nothing: σ = ∞
+    auto seen = cond.narrow(1, 0, 1).to(x.dtype());
+    c_skip = seen * c_skip;
+    c_out = seen * c_out + (1 - seen) * sd;
+  }
   auto c_in = 1 / (s * s + sd * sd).sqrt();
   auto c_noise = sigma.to(x.dtype()).log() / 4;
   auto input = c_in * x;
@@ -27,6 +32,14 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   // .to(x.dtype()): under bf16 autocast the network returns bfloat16; the output stays in the input precision.
   return c_skip * x + c_out * net->forward(input, c_noise).to(x.dtype());
 }
+
+Precond parse_precond(const std::string& name) {
+  if (name == "standard") return Precond::standard;
+  if (name == "masked") return Precond::masked;
+  fail("preconditioning: expected standard|masked, got '", name, "'");
+}
+
+std::string precond_name(Precond p) { return p == Precond::masked ? "masked" : "standard"; }
 
 namespace {
 

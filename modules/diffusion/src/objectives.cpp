@@ -75,6 +75,12 @@ torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, co
   auto denoised = d(x_in, draw.sigma, a_tilde);
   const auto score = score_in.defined() ? score_in * a : a;  // never score where A did not observe
   auto observed = (per_example(score) * y.size(1)).clamp_min(1);
+  if (edm.precond == Precond::masked) {
+    // λ(σ) where Ã showed the pixel, 1/σ_d² (λ at σ = ∞) where it did not: unit weight on the network's output.
+    const double sd = edm.sigma_data;
+    auto w = a_tilde * loss_weight(draw.sigma, edm).reshape({-1, 1, 1, 1}) + (1 - a_tilde) / (sd * sd);
+    return (per_example(w * (score * (denoised - y_obs)).square()) / observed).mean();
+  }
   auto err = per_example((score * (denoised - y_obs)).square()) / observed;
   return (loss_weight(draw.sigma, edm) * err).mean();
 }

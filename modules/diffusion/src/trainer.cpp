@@ -115,6 +115,11 @@ ModelPtr build_model(torch::serialize::InputArchive& ar, const std::string& path
   edm.sigma_data = read_value<double>(ar, "sigma_data", path);
   edm.p_mean = read_value<double>(ar, "p_mean", path);
   edm.p_std = read_value<double>(ar, "p_std", path);
+  c10::IValue precond;  // recorded since the masked preconditioning (2026-12-03); standard before
+  if (ar.try_read("precond", precond)) {
+    AMBIENT_CHECK(precond.isString(), "checkpoint ", path, ": 'precond' is not a string");
+    edm.precond = parse_precond(precond.toStringRef());
+  }
   return EdmDenoiser(net, edm).ptr();
 }
 
@@ -239,6 +244,18 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
   return s;
 }
 
+void set_precond(TrainState& s, Precond precond) {
+  for (const auto& m : {s.model, s.ema}) {
+    auto edm = std::dynamic_pointer_cast<EdmDenoiserImpl>(m);
+    if (precond == Precond::standard && !edm) continue;  // TorchScript foundations have their own
+    AMBIENT_CHECK(edm != nullptr, "preconditioning ", precond_name(precond), ": needs an EDM UNet, not a ", m->kind(),
+                  " model");
+    AMBIENT_CHECK(precond == Precond::standard || edm->cond_channels() >= 1,
+                  "preconditioning masked: the model has no mask channel to read Ã from");
+    edm->edm.precond = precond;
+  }
+}
+
 void save_checkpoint(const std::string& path, const TrainState& s, const TrainConfig& cfg, bool slim) {
   torch::serialize::OutputArchive ar;
   ar.write("format", c10::IValue(std::string(kFormat)));
@@ -256,6 +273,7 @@ void save_checkpoint(const std::string& path, const TrainState& s, const TrainCo
   ar.write("sigma_data", c10::IValue(edm.sigma_data));
   ar.write("p_mean", c10::IValue(edm.p_mean));
   ar.write("p_std", c10::IValue(edm.p_std));
+  ar.write("precond", c10::IValue(precond_name(edm.precond)));
   ar.write("objective", c10::IValue(s.objective));
   ar.write("noise_convention", c10::IValue(s.noise_convention));
   ar.write("step", c10::IValue(s.step));
@@ -311,6 +329,7 @@ CheckpointInfo describe_checkpoint(const std::string& path) {
   info.net_config = model->config_string();
   info.cond_channels = model->cond_channels();
   info.sigma_data = model->training_edm().sigma_data;
+  info.precond = precond_name(model->training_edm().precond);
   for (const auto& p : model->parameters()) info.parameters += p.numel();
   info.model_hash = weight_hash(*model);
   info.ema_hash = weight_hash(*ema);

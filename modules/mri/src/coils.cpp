@@ -44,12 +44,17 @@ torch::Tensor espirit_maps(const torch::Tensor& ksp, const torch::Tensor& calib_
                 "ESPIRiT: expected calibration lines [", ksp.size(1), "], got ", shape_string(calib_lines.sizes().vec()));
   const int64_t C = ksp.size(0), ny = ksp.size(1), nx = ksp.size(2), k = cfg.kernel;
   auto lines = torch::nonzero(calib_lines.to(torch::kBool)).flatten();
-  const int64_t cy = lines.numel();
+  int64_t cy = lines.numel();
   AMBIENT_CHECK(cy >= k + 1, "ESPIRiT: expected at least ", k + 1, " calibration lines for a ", k,
                 "x", k, " kernel, got ", cy, "; acquire more ACS lines or use --kernel smaller");
-  const int64_t y0 = lines[0].item<int64_t>();
+  int64_t y0 = lines[0].item<int64_t>();
   AMBIENT_CHECK(lines[-1].item<int64_t>() - y0 + 1 == cy, "ESPIRiT: expected contiguous calibration lines, got ",
                 cy, " lines spread over ", lines[-1].item<int64_t>() - y0 + 1);
+  if (cy > cfg.calib_size) {  // a fully sampled scan calibrates on its centre, as BART's ecalib does (-r)
+    const int64_t keep = std::max<int64_t>(cfg.calib_size, k + 1);
+    y0 = std::clamp<int64_t>(ny / 2 - keep / 2, y0, y0 + cy - keep);
+    cy = keep;
+  }
   const int64_t cx = std::min<int64_t>(std::max<int64_t>(cfg.calib_size, cy), nx);
   const int64_t x0 = nx / 2 - cx / 2;
   auto calib = ksp.narrow(1, y0, cy).narrow(2, x0, cx).to(torch::kComplexDouble);  // [C, cy, cx]

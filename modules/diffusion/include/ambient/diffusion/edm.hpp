@@ -10,10 +10,22 @@
 
 namespace ambient::diffusion {
 
+/// How the network's output is mixed with its input (docs/objectives.md, "Preconditioning where Ã saw nothing").
+enum class Precond {
+  standard,  ///< Karras et al.: every pixel is the clean value plus noise σ
+  /// Image-domain masks: a pixel the first corruption channel marks unobserved (0) holds no value at all, so it is
+  /// treated as noise σ = ∞ there: c_skip 0 and c_out σ_d, and the ambient loss weighs it 1/σ_d² (the network's
+  /// target stays O(1) at every σ instead of x0 / σ).
+  masked,
+};
+Precond parse_precond(const std::string& name);  ///< "standard" | "masked"
+std::string precond_name(Precond p);
+
 struct EdmConfig {
   double sigma_data = 0.5;  ///< std of the (scaled) clean images per channel
   double p_mean = -1.2;     ///< ln σ ~ N(p_mean, p_std²) during training
   double p_std = 1.2;
+  Precond precond = Precond::standard;
 };
 
 /// A denoiser: (noisy image [B, 2, H, W], σ [B], corruption channels [B, k, H, W] or undefined) -> x0 estimate.

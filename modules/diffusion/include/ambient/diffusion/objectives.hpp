@@ -34,7 +34,7 @@ torch::Tensor further_corrupt_blocks(const torch::Tensor& a, int64_t count, int6
 /// 2. Ambient, image domain. y [B, 2, H, W] (only values where A observed are used), a = A, a_tilde = Ã ⊆ A.
 /// Input Ã (y + σ n) with Ã as a channel; loss λ(σ) ||A (D − y)||² / (observed values), mean over the batch.
 /// `score` (default A) chooses where the loss is measured: validation passes A − Ã, the pixels Ã hid but A saw,
-/// a quantity that needs no clean data.
+/// a quantity that needs no clean data. With edm.precond masked, pixels Ã hid are weighed 1/σ_d² instead of λ(σ).
 torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, const torch::Tensor& a,
                                  const torch::Tensor& a_tilde, const NoiseDraw& draw, const EdmConfig& edm,
                                  const torch::Tensor& score = {});

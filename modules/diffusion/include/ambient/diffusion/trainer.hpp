@@ -79,6 +79,10 @@ TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainCon
 /// foundations; a TorchScript foundation (scripted.hpp) is accepted here too and takes no mask channel).
 TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond = 0);
 
+/// Sets the EDM preconditioning of the state's model and EMA (edm.hpp, Precond). `masked` needs an EDM UNet whose
+/// first corruption channel is a pixel mask: the ambient image-domain objective.
+void set_precond(TrainState& state, Precond precond);
+
 /// Writes model, EMA, optimiser, step, objective and every hyper-parameter to rebuild the network, atomically.
 /// `slim` keeps only the EMA weights (a third of the size): enough to sample, reconstruct or fine-tune, not to resume.
 void save_checkpoint(const std::string& path, const TrainState& state, const TrainConfig& cfg, bool slim = false);
@@ -89,6 +93,7 @@ struct CheckpointInfo {
   int64_t step = 0, parameters = 0;
   int64_t cond_channels = 0;  ///< corruption (mask) channels the network takes
   double sigma_data = 0;
+  std::string precond = "standard";  ///< EDM preconditioning (edm.hpp, Precond)
   std::string model_hash, ema_hash;  ///< FNV-1a of the raw weight bytes: equal iff the weights are bit-identical
   bool has_optimizer = false;
   int64_t noise_convention = kNoiseConvention;  ///< 1 for pre-2026-12-03 ambient-Fourier checkpoints
