@@ -38,8 +38,8 @@ bool parse(const std::string& command, const std::string& usage, const po::optio
   return true;
 }
 
-Progress::Progress(std::string label, int64_t total, bool visible)
-    : label_(std::move(label)), total_(std::max<int64_t>(1, total)), start_(std::chrono::steady_clock::now()),
+Progress::Progress(std::string label, int64_t total, bool visible, int64_t first)
+    : label_(std::move(label)), total_(std::max<int64_t>(1, total)), first_(std::max<int64_t>(0, first)), start_(std::chrono::steady_clock::now()),
       tty_(isatty(STDERR_FILENO) != 0), visible_(visible) {}
 
 void Progress::update(int64_t done, const std::string& note) { draw(done, note, false); }
@@ -53,13 +53,13 @@ void Progress::draw(int64_t done, const std::string& note, bool final) {
   if (!tty_ && !final && decile == last_decile_) return;
   last_decile_ = decile;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double eta = done > 0 ? elapsed * (total_ - done) / done : 0;
+  const double eta = done > first_ ? elapsed * (total_ - done) / static_cast<double>(done - first_) : 0;
   constexpr int width = 28;
   const int filled = static_cast<int>(frac * width);
   std::ostringstream os;
   os << label_ << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << done << "/"
      << total_ << std::fixed << std::setprecision(1) << "  " << elapsed << "s";
-  if (!final && done > 0) os << "  ETA " << eta << "s";
+  if (!final && done > first_) os << "  ETA " << eta << "s";
   if (!note.empty()) os << "  " << note;
   if (tty_) std::cerr << "\r\033[K" << os.str() << (final ? "\n" : "") << std::flush;
   else std::cerr << os.str() << "\n";

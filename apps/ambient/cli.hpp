@@ -20,15 +20,16 @@ bool parse(const std::string& command, const std::string& usage, const po::optio
 /// A one-line progress bar with rate and ETA on stderr (redrawn in place on a terminal, every 10% otherwise).
 class Progress {
  public:
-  /// `visible` false draws nothing (the other ranks of a data-parallel job).
-  Progress(std::string label, int64_t total, bool visible = true);
+  /// `visible` false draws nothing (the other ranks of a data-parallel job). `first`: work done before this run
+  /// (a resumed training), left out of the rate the ETA is computed from.
+  Progress(std::string label, int64_t total, bool visible = true, int64_t first = 0);
   void update(int64_t done, const std::string& note = "");
   void finish(const std::string& note = "");
 
  private:
   void draw(int64_t done, const std::string& note, bool final);
   std::string label_;
-  int64_t total_;
+  int64_t total_, first_;
   std::chrono::steady_clock::time_point start_;
   bool tty_;
   bool visible_;

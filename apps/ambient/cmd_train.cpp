@@ -77,7 +77,7 @@ void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffu
       std::cout << "data-parallel: " << group->world() << " ranks (" << group->backend() << "), " << c.cfg.batch
                 << " images per rank, " << c.cfg.batch * group->world() << " per step\n";
   }
-  Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps, main_rank);
+  Progress bar(diffusion::objective_name(c.cfg.objective), c.cfg.steps, main_rank, state.step);
   double smoothed = NAN;
   diffusion::train(state, c.cfg, data, val, c.out, [&](const diffusion::StepReport& r) {
     smoothed = std::isnan(smoothed) ? r.loss : 0.95 * smoothed + 0.05 * r.loss;
@@ -175,7 +175,7 @@ int run_pretrain(const std::vector<std::string>& args) {
 int run_finetune(const std::vector<std::string>& args) {
   po::options_description opts("finetune options");
   Common c;
-  std::string init, corruption = "fourier", objective = "ambient", precond = "standard";
+  std::string init, corruption = "fourier", objective = "ambient", precond = "auto";
   double further_accel = 0;
   diffusion::ScanSourceConfig sc;
   std::string block_size = "8,32";
@@ -194,8 +194,8 @@ int run_finetune(const std::vector<std::string>& args) {
       ("extra-blocks", po::value(&c.cfg.extra_blocks)->default_value(0), "block: Ã erases this many more boxes, of --block-size")
       ("blocks", po::value(&sc.block_count)->default_value(sc.block_count), "block: boxes A erases per slice")
       ("precond", po::value(&precond)->default_value(precond),
-       "block: standard | masked (a pixel Ã hid is treated as σ = ∞: the network predicts it directly; "
-       "docs/objectives.md)")
+       "auto | standard | masked (a pixel Ã hid is treated as σ = ∞, so the network predicts it directly; "
+       "docs/objectives.md). auto: masked for --corruption block with the ambient objective, else standard")
       ("block-size", po::value(&block_size)->default_value(block_size), "block: box side range min,max")
       ("base-channels", po::value(&scratch_net.base_channels)->default_value(scratch_net.base_channels),
        "from scratch: UNet width")
@@ -211,8 +211,10 @@ int run_finetune(const std::vector<std::string>& args) {
                 "got '", corruption, "'");
   AMBIENT_CHECK(objective == "ambient" || objective == "naive", "finetune --objective: expected ambient|naive, got '",
                 objective, "'");
-  const auto pc = diffusion::parse_precond(precond);
-  AMBIENT_CHECK(pc == diffusion::Precond::standard || (corruption == "block" && objective == "ambient"),
+  const bool block_ambient = corruption == "block" && objective == "ambient";
+  const auto pc = precond == "auto" ? (block_ambient ? diffusion::Precond::masked : diffusion::Precond::standard)
+                                    : diffusion::parse_precond(precond);
+  AMBIENT_CHECK(pc == diffusion::Precond::standard || block_ambient,
                 "finetune --precond masked: only for --corruption block with the ambient objective (its mask channel "
                 "is a pixel mask); got --corruption ", corruption, " --objective ", objective);
   AMBIENT_CHECK(!c.resume || vm["precond"].defaulted(), "finetune --resume: the preconditioning is the checkpoint's; "

@@ -51,10 +51,12 @@ grep -q '"val_loss"' ft.pt.log.jsonl && ok "validation loss logged" || bad "vali
 "$AMBIENT" info ft.pt | grep -q "cond_channels=1" && ok "foundation widened by one mask channel" || bad "widened"
 "$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption block --out ftb.pt --steps 3 --batch 2 \
   > ftb.log 2>&1 && ok "finetune block" || { bad "finetune block"; cat ftb.log; }
-"$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption block --precond masked --out ftm.pt --steps 3 \
-  --batch 2 > ftm.log 2>&1 && "$AMBIENT" info ftm.pt | grep -q "precond *masked" && ok "finetune block --precond masked" \
-  || { bad "finetune block --precond masked"; cat ftm.log; }
-"$AMBIENT" sample --model ftm.pt -n 2 --size 64 --steps 4 --further-blocks 6 -o ftm_samples.png > /dev/null 2>&1 \
+"$AMBIENT" info ftb.pt | grep -q "precond *masked" && "$AMBIENT" info ft.pt | grep -q "precond *standard" \
+  && ok "default preconditioning: masked for block, standard for Fourier" || bad "default preconditioning"
+"$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption block --precond standard --out ftm.pt --steps 3 \
+  --batch 2 > ftm.log 2>&1 && "$AMBIENT" info ftm.pt | grep -q "precond *standard" \
+  && ok "finetune block --precond standard" || { bad "finetune block --precond standard"; cat ftm.log; }
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-blocks 6 -o ftm_samples.png > /dev/null 2>&1 \
   && [ -s ftm_samples.png ] && ok "sample from a masked-preconditioning block model" || bad "sample masked block model"
 
 echo "junk" > junk.pt
