@@ -39,8 +39,12 @@ bool parse(const std::string& command, const std::string& usage, const po::optio
 }
 
 Progress::Progress(std::string label, int64_t total, bool visible, int64_t first)
-    : label_(std::move(label)), total_(std::max<int64_t>(1, total)), first_(std::max<int64_t>(0, first)), start_(std::chrono::steady_clock::now()),
-      tty_(isatty(STDERR_FILENO) != 0), visible_(visible) {}
+    : label_(std::move(label)),
+      total_(std::max<int64_t>(1, total)),
+      first_(std::max<int64_t>(0, first)),
+      start_(std::chrono::steady_clock::now()),
+      tty_(isatty(STDERR_FILENO) != 0),
+      visible_(visible) {}
 
 void Progress::update(int64_t done, const std::string& note) { draw(done, note, false); }
 
