@@ -10,7 +10,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git bc
   libopenblas0-pthread libtorch-dev libgloo-dev libinsighttoolkit5-dev libgdcm-tools libfftw3-dev libhdf5-dev
   libismrmrd-dev ismrmrd-tools libboost-program-options-dev libgtest-dev
-  mricron-data bart python3 python3-numpy python3-nibabel python3-torch python3-matplotlib
+  mricron-data bart python3 python3-numpy python3-nibabel python3-torch python3-matplotlib python3-h5py
 )
 
 missing=()

@@ -111,6 +111,8 @@ int run_eval(const std::vector<std::string>& args) {
     std::cout << std::fixed << std::setprecision(4);
     for (size_t i = 0; i < recons.size(); ++i) {
       const auto x = load_recon(recons[i]);
+      AMBIENT_CHECK(ref.sizes() == x.sizes(), "eval: reference ", reference, " ", shape_string(ref.sizes().vec()),
+                    " and reconstruction ", recons[i], " ", shape_string(x.sizes().vec()), " differ in shape");
       const auto m = mri::evaluate(ref, x);
       std::cout << recons[i] << ": NMSE " << m.nmse << "  PSNR " << m.psnr << " dB  SSIM " << m.ssim << "\n";
       JsonObject j;

@@ -127,6 +127,8 @@ int run_recon(const std::vector<std::string>& args) {
     model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
     // The model's own defaults (the library chooses them from the checkpoint); options given here override.
     const auto d = diffusion::defaults_for(model_path);
+    AMBIENT_CHECK(rc.further_accel == -1 || rc.further_accel == 0 || rc.further_accel > 1, "recon --further-accel: "
+                  "expected an acceleration > 1, 0 (off) or -1 (the model's default), got ", rc.further_accel);
     if (rc.further_accel < 0) rc.further_accel = d.further_accel;
     if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = d.posterior.gamma_floor;
     if (rc.posterior.gamma_scale < 0) rc.posterior.gamma_scale = d.posterior.gamma_scale;
@@ -147,6 +149,10 @@ int run_recon(const std::vector<std::string>& args) {
     }
   }
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
+  mri::require_output_folder(output, "recon -o");  // before minutes of sampling, not after
+  if (!std_path.empty()) mri::require_output_folder(std_path, "recon --std");
+  if (!metrics_path.empty()) mri::require_output_folder(metrics_path, "recon --metrics");
+  if (!maps_out.empty()) mri::require_output_folder(maps_out, "recon --maps");
   if (!png_dir.empty()) {
     std::error_code ec_dir;
     std::filesystem::create_directories(png_dir, ec_dir);
@@ -159,7 +165,7 @@ int run_recon(const std::vector<std::string>& args) {
   if (!reference.empty()) {
     ref = mri::read_nifti(reference).data;
     AMBIENT_CHECK(ref.sizes() == torch::IntArrayRef({scan.slices(), scan.ny(), scan.nx()}),
-                  "recon --reference: expected a volume [", scan.slices(), ", ", scan.ny(), ", ", scan.nx(),
+                  "recon --reference ", reference, ": expected a volume [", scan.slices(), ", ", scan.ny(), ", ", scan.nx(),
                   "] (slices, ky, kx) to match the scan, got ", shape_string(ref.sizes().vec()));
   }
 

@@ -49,6 +49,15 @@ int run_simulate(const std::vector<std::string>& args) {
   if (!slices.empty()) c.slices = int_list(slices, "simulate --slices");
   AMBIENT_CHECK(format == "ismrmrd" || format == "fastmri" || format == "cfl",
                 "simulate --format: expected ismrmrd|fastmri|cfl, got '", format, "'");
+  AMBIENT_CHECK(c.acceleration >= 1, "simulate --accel: expected an acceleration >= 1, got ", c.acceleration);
+  AMBIENT_CHECK(c.matrix >= 16 && c.matrix <= 1024, "simulate --matrix: expected 16 to 1024 lines, got ", c.matrix);
+  AMBIENT_CHECK(c.coils >= 1 && c.coils <= 64, "simulate --coils: expected 1 to 64 coils, got ", c.coils);
+  AMBIENT_CHECK(c.mask == "random" || c.mask == "equispaced" || c.mask == "equispaced-fraction" || c.mask == "full",
+                "simulate --mask: expected random|equispaced|equispaced-fraction|full, got '", c.mask, "'");
+  AMBIENT_CHECK(c.orientation == "axial" || c.orientation == "coronal" || c.orientation == "sagittal",
+                "simulate --orientation: expected axial|coronal|sagittal, got '", c.orientation, "'");
+  mri::require_output_folder(output, "simulate -o");
+  if (!reference.empty()) mri::require_output_folder(reference, "simulate -r");
   AMBIENT_CHECK(std::filesystem::exists(input), "simulate: input volume not found: ", input,
                 (input == kDefaultVolume ? " (install Debian's mricron-data package)" : ""));
   const mri::Volume volume = mri::read_nifti(input);

@@ -58,6 +58,20 @@ void add_common(po::options_description& o, Common& c) {
        "gradient all-reduce bucket size in MB, started during backward (0: one all-reduce after backward)");
 }
 
+// The options every training run shares, checked before any data is read (each message names its option).
+void check_common(const Common& c) {
+  AMBIENT_CHECK(c.cfg.steps >= 1, "--steps: expected at least 1, got ", c.cfg.steps);
+  AMBIENT_CHECK(c.cfg.batch >= 1, "--batch: expected at least 1, got ", c.cfg.batch);
+  AMBIENT_CHECK(c.cfg.lr > 0 && std::isfinite(c.cfg.lr), "--lr: expected a positive learning rate, got ", c.cfg.lr);
+  AMBIENT_CHECK(c.cfg.warmup >= 0, "--warmup: expected >= 0, got ", c.cfg.warmup);
+  AMBIENT_CHECK(c.cfg.grad_clip >= 0, "--grad-clip: expected >= 0 (0: off), got ", c.cfg.grad_clip);
+  AMBIENT_CHECK(c.cfg.ema_halflife >= 0, "--ema-halflife: expected >= 0, got ", c.cfg.ema_halflife);
+  AMBIENT_CHECK(c.cfg.checkpoint_every >= 1, "--checkpoint-every: expected at least 1, got ", c.cfg.checkpoint_every);
+  AMBIENT_CHECK(c.cfg.val_every >= 1, "--val-every: expected at least 1, got ", c.cfg.val_every);
+  AMBIENT_CHECK(c.cfg.delta >= 0 && c.cfg.delta < 1, "--delta: expected a fraction in [0, 1), got ", c.cfg.delta);
+  if (!c.out.empty()) mri::require_output_folder(c.out, "--out");
+}
+
 void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffusion::Source> data,
                   std::shared_ptr<diffusion::Source> val, const std::shared_ptr<diffusion::Group>& group) {
   AMBIENT_CHECK(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16",
@@ -124,6 +138,7 @@ int run_pretrain(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse("pretrain", "--data VOLUMES... --out model.pt [options]", opts, pos, args, vm)) return 0;
+  check_common(c);
   const auto group = diffusion::Group::join(c.dist);  // first: a rank that cannot join fails before any work
   c.cfg.flips = !vm.count("no-flips");
   net.channel_mult = int_list(mult, "--channel-mult");
@@ -194,8 +209,9 @@ int run_finetune(const std::vector<std::string>& args) {
       ("extra-blocks", po::value(&c.cfg.extra_blocks)->default_value(0), "block: Ã erases this many more boxes, of --block-size")
       ("blocks", po::value(&sc.block_count)->default_value(sc.block_count), "block: boxes A erases per slice")
       ("precond", po::value(&precond)->default_value(precond),
-       "auto | standard | masked (a pixel Ã hid is treated as σ = ∞, so the network predicts it directly; "
-       "docs/objectives.md). auto: masked for --corruption block with the ambient objective, else standard")
+       "auto | standard | masked (what Ã hid, a pixel or a k-space line, is treated as σ = ∞, so the network "
+       "predicts it directly; docs/objectives.md). auto: masked for --corruption block with the ambient objective, "
+       "else standard")
       ("block-size", po::value(&block_size)->default_value(block_size), "block: box side range min,max")
       ("base-channels", po::value(&scratch_net.base_channels)->default_value(scratch_net.base_channels),
        "from scratch: UNet width")
@@ -205,6 +221,9 @@ int run_finetune(const std::vector<std::string>& args) {
   if (!parse("finetune", "--data SCANS... --init foundation.pt --out model.pt [options]", opts, pos, args, vm))
     return 0;
   AMBIENT_CHECK(!c.out.empty(), "finetune: --out is required (the checkpoint to write)");
+  check_common(c);
+  AMBIENT_CHECK(vm["further-accel"].defaulted() || further_accel > 1, "--further-accel: expected an acceleration > 1, "
+                "got ", further_accel);
   const auto group = diffusion::Group::join(c.dist);
   c.cfg.flips = !vm.count("no-flips");
   AMBIENT_CHECK(corruption == "fourier" || corruption == "block", "finetune --corruption: expected fourier|block, "
@@ -212,11 +231,14 @@ int run_finetune(const std::vector<std::string>& args) {
   AMBIENT_CHECK(objective == "ambient" || objective == "naive", "finetune --objective: expected ambient|naive, got '",
                 objective, "'");
   const bool block_ambient = corruption == "block" && objective == "ambient";
-  const auto pc = precond == "auto" ? (block_ambient ? diffusion::Precond::masked : diffusion::Precond::standard)
-                                    : diffusion::parse_precond(precond);
-  AMBIENT_CHECK(pc == diffusion::Precond::standard || block_ambient,
-                "finetune --precond masked: only for --corruption block with the ambient objective (its mask channel "
-                "is a pixel mask); got --corruption ", corruption, " --objective ", objective);
+  AMBIENT_CHECK(precond == "auto" || precond == "standard" || precond == "masked",
+                "finetune --precond: expected auto|standard|masked, got '", precond, "'");
+  AMBIENT_CHECK(precond != "masked" || objective == "ambient", "finetune --precond masked: only for the ambient "
+                "objective (it reads Ã from the mask channel); got --objective ", objective);
+  // masked: in the corruption's own domain, pixels for block models and ky lines for Fourier ones.
+  const auto pc = precond == "standard" || (precond == "auto" && !block_ambient) ? diffusion::Precond::standard
+                  : corruption == "block"                                      ? diffusion::Precond::masked
+                                                                               : diffusion::Precond::masked_lines;
   AMBIENT_CHECK(!c.resume || vm["precond"].defaulted(), "finetune --resume: the preconditioning is the checkpoint's; "
                 "drop --precond");
   const auto sizes = int_list(block_size, "--block-size");

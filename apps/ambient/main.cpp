@@ -38,6 +38,15 @@ global options:
 'ambient <command> --help' lists a command's options.
 )";
 
+// One line on stderr, whatever the message holds (libraries' messages carry their own line breaks): exit 1.
+int report(const std::string& message) {
+  std::string line = message;
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  for (size_t p = line.find('\n'); p != std::string::npos; p = line.find('\n', p)) line.replace(p, 1, " | ");
+  std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << line << "\n";
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,7 +68,13 @@ int main(int argc, char** argv) {
       } else if (args[i] == "--verbose" || args[i] == "-v") {
         ambient::log::set_level(ambient::log::Level::info);
       } else if (args[i] == "--threads" && i + 1 < args.size()) {
-        threads = std::stoi(args[++i]);
+        const std::string value = args[++i];
+        try {
+          threads = std::stoi(value);
+        } catch (const std::exception&) {
+          threads = -1;
+        }
+        AMBIENT_CHECK(threads >= 1, "--threads: expected a number of threads >= 1, got '", value, "'");
       } else {
         ambient::fail("unknown global option '", args[i], "' (see 'ambient --help')");
       }
@@ -82,13 +97,10 @@ int main(int argc, char** argv) {
     if (command == "export") return ambient::app::run_export(rest);
     ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, eval, export; see 'ambient --help')");
   } catch (const ambient::Error& e) {
-    std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << e.what() << "\n";
-    return 1;
+    return report(e.what());
   } catch (const c10::Error& e) {
-    std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << e.what_without_backtrace() << "\n";
-    return 1;
+    return report(e.what_without_backtrace());
   } catch (const std::exception& e) {
-    std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << e.what() << "\n";
-    return 1;
+    return report(e.what());
   }
 }

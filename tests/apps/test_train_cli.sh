@@ -58,6 +58,11 @@ grep -q '"val_loss"' ft.pt.log.jsonl && ok "validation loss logged" || bad "vali
   && ok "finetune block --precond standard" || { bad "finetune block --precond standard"; cat ftm.log; }
 "$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-blocks 6 -o ftm_samples.png > /dev/null 2>&1 \
   && [ -s ftm_samples.png ] && ok "sample from a masked-preconditioning block model" || bad "sample masked block model"
+"$AMBIENT" finetune --data scans.h5 --init straight.pt --corruption fourier --delta 0.3 --precond masked \
+  --out ftk.pt --steps 3 --batch 2 > ftk.log 2>&1 && "$AMBIENT" info ftk.pt | grep -q "precond *masked-lines" \
+  && ok "finetune fourier --precond masked: masked by k-space lines" || { bad "finetune fourier --precond masked"; cat ftk.log; }
+"$AMBIENT" sample --model ftk.pt -n 2 --size 64 --steps 4 --further-accel 2 -o ftk_samples.png > /dev/null 2>&1 \
+  && [ -s ftk_samples.png ] && ok "sample from a masked-lines Fourier model" || bad "sample masked-lines model"
 
 echo "junk" > junk.pt
 
@@ -135,10 +140,13 @@ grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models
   && bad "junk foundation accepted" || { grep -q "checkpoint" e2.log && ok "junk foundation" || bad "junk foundation message"; }
 "$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --corruption magic > e3.log 2>&1 \
   && bad "bad corruption accepted" || ok "bad corruption rejected"
-"$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --precond masked > e5.log 2>&1 \
-  && bad "--precond masked accepted for Fourier corruption" \
-  || { grep -q "only for --corruption block" e5.log && ok "--precond masked refused for Fourier corruption" \
+"$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --objective naive --precond masked > e5.log 2>&1 \
+  && bad "--precond masked accepted for the naive objective" \
+  || { grep -q "only for the ambient objective" e5.log && ok "--precond masked refused for the naive objective" \
        || bad "--precond masked message"; }
+"$AMBIENT" finetune --data scans.h5 --out x.pt --steps 2 --precond masked-lines > e6.log 2>&1 \
+  && bad "--precond masked-lines accepted" \
+  || { grep -q "expected auto|standard|masked" e6.log && ok "unknown --precond refused" || bad "--precond message"; }
 [ -f x.pt ] && bad "a failed run wrote a checkpoint" || ok "no checkpoint from failed runs"
 
 finish

@@ -114,6 +114,42 @@ TEST(Edm, MaskedPreconditioningPredictsHiddenPixelsWithoutTheSkip) {
   EXPECT_THROW(parse_precond("nope"), ambient::Error);
 }
 
+TEST(Edm, MaskedLinesPreconditioningMixesPerKyLine) {
+  // The k-space twin: along ky (the 1-D FFT over the image's rows), a line the mask keeps gets the standard
+  // c_skip X + c_out N, a line it drops gets σ_d N alone, N the network's output.
+  EdmConfig lines_edm;
+  lines_edm.precond = Precond::masked_lines;
+  EdmDenoiser standard(tiny(1), EdmConfig{}), masked(tiny(1), lines_edm);
+  randomise(*standard, 7);
+  {
+    torch::NoGradGuard g;
+    auto from = standard->parameters(), to = masked->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  }
+  const int64_t n = 16;
+  auto gen = at::detail::createCPUGenerator(5);
+  auto kept = (torch::rand({2, n}, gen) > 0.5).to(torch::kFloat);
+  auto cond = kept.reshape({2, 1, n, 1}).expand({2, 1, n, n}).contiguous();
+  auto x = torch::randn({2, 2, n, n}, gen);
+  auto sigma = torch::tensor({0.02f, 0.4f});
+  auto a = standard->forward(x, sigma, cond), b = masked->forward(x, sigma, cond);
+  auto ky = [](const torch::Tensor& t) {  // centred 1-D FFT over ky of the complex image
+    auto z = torch::view_as_complex(t.permute({0, 2, 3, 1}).contiguous());
+    return torch::fft::fftshift(torch::fft::fft(torch::fft::ifftshift(z, 1), c10::nullopt, 1, "ortho"), 1);
+  };
+  const double sd = 0.5;
+  auto s = sigma.reshape({-1, 1, 1});
+  auto c_skip = sd * sd / (s * s + sd * sd), c_out = s * sd / (s * s + sd * sd).sqrt();
+  auto ka = ky(a), kb = ky(b), kx = ky(x), k = kept.unsqueeze(2);
+  EXPECT_LT((k * (ka - kb)).abs().max().item<double>(), 1e-5);
+  auto expected = (1 - k) * (ka - c_skip * kx) * (sd / c_out);
+  EXPECT_LT(((1 - k) * kb - expected).abs().max().item<double>(), 1e-4 * expected.abs().max().item<double>());
+  // All lines kept: the standard preconditioning.
+  auto ones = torch::ones_like(cond);
+  EXPECT_LT((standard->forward(x, sigma, ones) - masked->forward(x, sigma, ones)).abs().max().item<double>(), 1e-5);
+  EXPECT_EQ(parse_precond(precond_name(Precond::masked_lines)), Precond::masked_lines);
+}
+
 TEST(Edm, SigmaSamplesAreLogNormal) {
   auto gen = at::detail::createCPUGenerator(1);
   EdmConfig e;

@@ -111,6 +111,38 @@ TEST(AmbientFourier, LossAndGradientIgnoreUnsampledLines) {
   EXPECT_THROW(ambient_fourier_loss(as_denoiser(model), batch, not_subset, draw, EdmConfig{}), ambient::Error);
 }
 
+TEST(AmbientFourier, MaskedLinesWeighDroppedLinesLikeSigmaInfinity) {
+  // One slice, a fixed denoiser: the masked-lines loss is λ(σ) times the error on Ã's lines plus 1/σ_d² times the
+  // error on the lines A kept and Ã dropped, each taken from the standard loss scored on that set of lines alone.
+  const int64_t c = 4, n = 16;
+  auto gen = at::detail::createCPUGenerator(9);
+  FourierBatch batch;
+  batch.mask = mri::random_mask_1d(n, 0.25, 2, 3).unsqueeze(0);
+  batch.calib = mri::central_run(batch.mask[0]).unsqueeze(0);
+  batch.maps = mri::biot_savart_maps(c, n, 1).unsqueeze(0);
+  batch.ksp = torch::randn({1, c, n, n}, gen, torch::kComplexFloat);
+  auto mt = batch.mask.clone();  // Ã drops every other line of A outside the calibration region
+  const auto outer = (batch.mask & ~batch.calib).nonzero().select(1, 1);
+  for (int64_t i = 0; i < outer.size(0); i += 2) mt.index_put_({0, outer[i].item<int64_t>()}, false);
+  const auto dropped = batch.mask & ~mt;
+  ASSERT_GT(dropped.sum().item<int64_t>(), 0);
+  NoiseDraw draw{torch::tensor({0.05f}), torch::randn({1, n, n}, gen, torch::kComplexFloat)};
+  auto fixed = torch::randn({1, 2, n, n}, gen);
+  DenoiserFn d = [&](const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return fixed; };
+  EdmConfig standard, masked;
+  masked.precond = Precond::masked_lines;
+  auto lines = [](const torch::Tensor& m) { return m.sum().item<double>(); };
+  const double lambda = loss_weight(draw.sigma, standard).item<double>(), sd = standard.sigma_data;
+  const double on_kept = ambient_fourier_loss(d, batch, mt, draw, standard, mt).item<double>() * lines(mt) / lambda;
+  const double on_dropped =
+      ambient_fourier_loss(d, batch, mt, draw, standard, dropped).item<double>() * lines(dropped) / lambda;
+  const double expected = (lambda * on_kept + on_dropped / (sd * sd)) / lines(batch.mask);
+  EXPECT_NEAR(ambient_fourier_loss(d, batch, mt, draw, masked).item<double>(), expected, 1e-4 * expected);
+  // Ã = A: nothing dropped, the standard loss.
+  EXPECT_NEAR(ambient_fourier_loss(d, batch, batch.mask, draw, masked).item<double>(),
+              ambient_fourier_loss(d, batch, batch.mask, draw, standard).item<double>(), 1e-6 * expected);
+}
+
 TEST(AmbientImage, LinearOptimumOnGaussianDataIsTheConditionalMean) {
   // x0 ~ N(0, Σ) with 4 coordinates laid out as an image [N, 2, 1, 2] (2 channels x 2 pixels).
   // Ã observes pixel 0 only; A = Ã plus pixel 1 with probability q, independent of x0. A linear denoiser

@@ -9,6 +9,29 @@
 #include "ambient/mri/error.hpp"
 
 namespace ambient::diffusion {
+namespace {
+
+// Precond::masked_lines: D = F_y^H [ m̃ (c_skip F_y x + c_out F_y N) + (1 - m̃) σ_d F_y N ], m̃ the kept ky lines.
+torch::Tensor mix_by_lines(const torch::Tensor& x, const torch::Tensor& out, const torch::Tensor& cond,
+                           const torch::Tensor& c_skip, const torch::Tensor& c_out, double sd) {
+  AMBIENT_CHECK(x.size(1) == 2, "masked-lines preconditioning: expected a complex image as 2 channels, got ",
+                x.size(1));
+  // torch FFTs, not modules/mri's: this file is also built into the LibTorch-only GPU trainer.
+  auto to_complex = [](const torch::Tensor& t) { return torch::view_as_complex(t.permute({0, 2, 3, 1}).contiguous()); };
+  auto along_y = [](const torch::Tensor& t, bool forward) {  // centred, orthonormal 1-D FFT over ky
+    auto shifted = torch::fft::ifftshift(t, 1);
+    auto f = forward ? torch::fft::fft(shifted, c10::nullopt, 1, "ortho") : torch::fft::ifft(shifted, c10::nullopt, 1, "ortho");
+    return torch::fft::fftshift(f, 1);
+  };
+  auto seen = cond.select(1, 0).select(2, 0).to(torch::kFloat).unsqueeze(2);  // [B, ny, 1]
+  auto skip = c_skip.to(torch::kFloat).reshape({-1, 1, 1}), gain = c_out.to(torch::kFloat).reshape({-1, 1, 1});
+  auto xk = along_y(to_complex(x.to(torch::kFloat)), true), nk = along_y(to_complex(out.to(torch::kFloat)), true);
+  auto mixed = seen * (skip * xk + gain * nk) + (1 - seen) * sd * nk;
+  auto image = along_y(mixed, false);
+  return torch::view_as_real(image).permute({0, 3, 1, 2}).contiguous().to(x.dtype());
+}
+
+}  // namespace
 
 EdmDenoiserImpl::EdmDenoiserImpl(UNetConfig net_config, EdmConfig e) : edm(e) {
   AMBIENT_CHECK(edm.sigma_data > 0, "EDM: expected sigma_data > 0, got ", edm.sigma_data);
@@ -30,16 +53,26 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   auto input = c_in * x;
   if (cond.defined()) input = torch::cat({input, cond.to(x.dtype())}, 1);
   // .to(x.dtype()): under bf16 autocast the network returns bfloat16; the output stays in the input precision.
-  return c_skip * x + c_out * net->forward(input, c_noise).to(x.dtype());
+  auto out = net->forward(input, c_noise).to(x.dtype());
+  if (edm.precond == Precond::masked_lines && cond.defined()) return mix_by_lines(x, out, cond, c_skip, c_out, sd);
+  return c_skip * x + c_out * out;
 }
 
 Precond parse_precond(const std::string& name) {
   if (name == "standard") return Precond::standard;
   if (name == "masked") return Precond::masked;
-  fail("preconditioning: expected standard|masked, got '", name, "'");
+  if (name == "masked-lines") return Precond::masked_lines;
+  fail("preconditioning: expected standard|masked|masked-lines, got '", name, "'");
 }
 
-std::string precond_name(Precond p) { return p == Precond::masked ? "masked" : "standard"; }
+std::string precond_name(Precond p) {
+  switch (p) {
+    case Precond::masked: return "masked";
+    case Precond::masked_lines: return "masked-lines";
+    case Precond::standard: break;
+  }
+  return "standard";
+}
 
 namespace {
 

@@ -121,6 +121,11 @@ torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batc
   auto denoised = from_channels(d(to_channels(z), draw.sigma, line_mask_channel(mask_tilde, nx)));
   auto residual = mri::apply(a, denoised) - scored * y;
   auto observed = (per_example(scored.expand({bsz, 1, ny, nx})) * batch.ksp.size(1)).clamp_min(1);
+  if (edm.precond == Precond::masked_lines) {  // λ(σ) on the lines Ã kept, 1/σ_d² on those it dropped
+    const double sd = edm.sigma_data;
+    auto w = mt * loss_weight(draw.sigma, edm).reshape({-1, 1, 1, 1}) + (1 - mt) / (sd * sd);
+    return (per_example(w * residual.abs().square()) / observed).mean();
+  }
   auto err = per_example(residual.abs().square()) / observed;
   return (loss_weight(draw.sigma, edm) * err).mean();
 }

@@ -96,6 +96,9 @@ void load_module(torch::serialize::InputArchive& ar, const std::string& key, tor
   } catch (const c10::Error& e) {
     fail("checkpoint ", path, ": '", key, "' does not fit the network it describes: ", e.what_without_backtrace());
   }
+  for (const auto& p : m.named_parameters())
+    AMBIENT_CHECK(torch::isfinite(p.value()).all().item<bool>(), "checkpoint ", path, ": '", key, "' weight ",
+                  p.key(), " holds NaN or infinite values (a diverged run, or a damaged file)");
 }
 
 // The architecture a checkpoint describes, with freshly initialised weights.
@@ -251,7 +254,7 @@ void set_precond(TrainState& s, Precond precond) {
     AMBIENT_CHECK(edm != nullptr, "preconditioning ", precond_name(precond), ": needs an EDM UNet, not a ", m->kind(),
                   " model");
     AMBIENT_CHECK(precond == Precond::standard || edm->cond_channels() >= 1,
-                  "preconditioning masked: the model has no mask channel to read Ã from");
+                  "preconditioning ", precond_name(precond), ": the model has no mask channel to read Ã from");
     edm->edm.precond = precond;
   }
 }

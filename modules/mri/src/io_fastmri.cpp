@@ -122,9 +122,11 @@ Scan read_fastmri(const std::string& path, const ReadOptions& opt) {
   if (has_link(file.get(), "mask")) {
     H5Handle md(H5Dopen2(file.get(), "mask", H5P_DEFAULT), H5Dclose);
     auto mdims = dims_of(md.get());
-    AMBIENT_CHECK(mdims.size() >= 1 && static_cast<int64_t>(mdims.back()) == W,
-                  "fastMRI reader: expected 'mask' of length W = ", W, ", got ",
-                  mdims.empty() ? 0 : mdims.back(), " in ", path);
+    hsize_t elements = 1;
+    for (auto d : mdims) elements *= d;
+    AMBIENT_CHECK(mdims.size() >= 1 && static_cast<int64_t>(mdims.back()) == W && static_cast<int64_t>(elements) == W,
+                  "fastMRI reader: expected 'mask' of W = ", W, " values (one per line), got shape ",
+                  shape_string(std::vector<int64_t>(mdims.begin(), mdims.end())), " in ", path);
     std::vector<double> m(mdims.back());
     H5Handle mt(H5Dget_type(md.get()), H5Tclose);
     if (H5Tget_class(mt.get()) == H5T_ENUM || H5Tget_size(mt.get()) == 1) {  // h5py bool is an int8 enum
@@ -148,7 +150,13 @@ Scan read_fastmri(const std::string& path, const ReadOptions& opt) {
   scan.calib = torch::zeros_like(scan.mask);
   for (int64_t s = 0; s < S; ++s) {
     if (!nlow.empty()) {
-      const int64_t n = std::stoll(nlow);
+      int64_t n = -1;
+      try {
+        n = std::stoll(nlow);
+      } catch (const std::exception&) {
+      }
+      AMBIENT_CHECK(n >= 0 && n <= W, "fastMRI reader: expected attribute num_low_frequency in [0, ", W, "], got '",
+                    nlow, "' in ", path);
       const int64_t pad = (W - n + 1) / 2;
       scan.calib[s].slice(0, pad, pad + n).fill_(true);
       scan.calib[s] &= scan.mask[s];

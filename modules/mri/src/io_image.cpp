@@ -4,8 +4,11 @@
 #include <itkImageFileWriter.h>
 #include <itkNiftiImageIO.h>
 #include <itkPNGImageIO.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -19,6 +22,67 @@ namespace {
 using Image3 = itk::Image<float, 3>;
 using Image2 = itk::Image<unsigned char, 2>;
 
+// The whole file, decompressed when it is gzip (.nii.gz): zlib checks the stream's CRC and length, which ITK does not
+// (it reads a truncated .nii.gz as zeros). Empty when the file is not gzip but named so.
+std::string read_all(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  AMBIENT_CHECK(f != nullptr, "NIfTI reader: cannot open ", path);
+  std::string out;
+  char buf[1 << 16];
+  int n = 0;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  int code = Z_OK;
+  const std::string why = n < 0 ? gzerror(f, &code) : "";
+  gzclose(f);
+  AMBIENT_CHECK(n >= 0, "NIfTI reader: ", path, " is damaged or truncated (gzip: ", why, ")");
+  return out;
+}
+
+// What ITK does not say about a NIfTI-1 file: that it holds fewer voxels than its header promises, or NaN/Inf
+// values (ITK turns those into 0). NIfTI-2 and other headers are left to ITK.
+void check_nifti_payload(const std::string& path) {
+  const std::string raw = read_all(path);
+  AMBIENT_CHECK(raw.size() >= 348, "NIfTI reader: ", path, " is too short for a NIfTI header (", raw.size(),
+                " bytes; truncated?)");
+  int32_t sizeof_hdr = 0;
+  std::memcpy(&sizeof_hdr, raw.data(), 4);
+  constexpr int32_t nifti1 = 348, nifti2 = 540, nifti1_swapped = 0x5C010000, nifti2_swapped = 0x1C020000;
+  AMBIENT_CHECK(sizeof_hdr == nifti1 || sizeof_hdr == nifti2 || sizeof_hdr == nifti1_swapped ||
+                    sizeof_hdr == nifti2_swapped,
+                "NIfTI reader: ", path, " is not a NIfTI file (its first field, the header size, is ", sizeof_hdr,
+                "; expected 348 or 540)");
+  if (sizeof_hdr != nifti1) return;  // byte-swapped or NIfTI-2: ITK checks those
+  int16_t dim[8], datatype = 0, bitpix = 0;
+  float vox_offset = 0;
+  std::memcpy(dim, raw.data() + 40, sizeof dim);
+  std::memcpy(&datatype, raw.data() + 70, 2);
+  std::memcpy(&bitpix, raw.data() + 72, 2);
+  std::memcpy(&vox_offset, raw.data() + 108, 4);
+  AMBIENT_CHECK(dim[0] >= 1 && dim[0] <= 7 && std::all_of(dim + 1, dim + 1 + dim[0], [](int16_t d) { return d >= 1; }),
+                "NIfTI reader: ", path, " has a damaged header: dim = [", dim[0], ", ", dim[1], ", ", dim[2], ", ",
+                dim[3], ", ...]");
+  AMBIENT_CHECK(bitpix > 0 && bitpix % 8 == 0 && vox_offset >= 0 && vox_offset < 1e9, "NIfTI reader: ", path,
+                " has a damaged header: bitpix ", bitpix, ", vox_offset ", vox_offset);
+  uint64_t voxels = 1;
+  for (int i = 1; i <= dim[0]; ++i) voxels *= static_cast<uint64_t>(dim[i]);
+  const uint64_t offset = static_cast<uint64_t>(vox_offset), need = offset + voxels * (bitpix / 8);
+  AMBIENT_CHECK(raw.size() >= need, "NIfTI reader: ", path, " is truncated: its header promises ", voxels,
+                " voxels (", need, " bytes), the file holds ", raw.size(), " bytes");
+  auto count_bad = [&](auto zero) {
+    using T = decltype(zero);
+    int64_t bad = 0;
+    for (uint64_t i = 0; i < voxels; ++i) {
+      T v;
+      std::memcpy(&v, raw.data() + offset + i * sizeof(T), sizeof(T));
+      bad += !std::isfinite(v);
+    }
+    return bad;
+  };
+  const int64_t bad = datatype == 16 ? count_bad(0.0f) : datatype == 64 ? count_bad(0.0) : 0;  // FLOAT32, FLOAT64
+  AMBIENT_CHECK(bad == 0, "NIfTI reader: ", path, " holds ", bad, " NaN or infinite voxel(s); replace them (e.g. by 0) "
+                "before using it");
+}
+
 std::string extension_of(const std::string& path) {
   const std::string name = std::filesystem::path(path).filename().string();
   for (const char* ext : {".nii.gz", ".cfl", ".hdr", ".nii", ".png", ".h5"}) {
@@ -29,6 +93,14 @@ std::string extension_of(const std::string& path) {
 }
 
 }  // namespace
+
+void require_output_folder(const std::string& path, const std::string& what) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  AMBIENT_CHECK(fs::is_directory(dir), what, " ", path, ": the folder ", dir.string(), " does not exist (create it "
+                "first)");
+}
 
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   namespace fs = std::filesystem;
@@ -116,6 +188,7 @@ void write_nifti(const std::string& path, const Volume& v) {
 
 Volume read_nifti(const std::string& path) {
   AMBIENT_CHECK(std::filesystem::exists(path), "NIfTI reader: file not found: ", path);
+  check_nifti_payload(path);
   auto reader = itk::ImageFileReader<Image3>::New();
   reader->SetImageIO(itk::NiftiImageIO::New());
   reader->SetFileName(path);

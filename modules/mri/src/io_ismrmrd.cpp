@@ -41,12 +41,46 @@ void require_file(const std::string& path, const char* what) {
                 "not HDF5): ", path);
 }
 
+// The ISMRMRD library prints every error it raises to stderr; ours carry its message already (e.what()).
+void quiet_ismrmrd_errors(const char*, int, const char*, int, const char*) {}
+
+// ISMRMRD's reader trusts /GROUP/data to hold its acquisition type and reads out of bounds (a crash) when it holds
+// anything else, so the layout is checked first with HDF5 itself: a compound with 'head' and a variable-length
+// 'data' member.
+void require_acquisition_layout(const std::string& path, const std::string& group) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  AMBIENT_CHECK(file >= 0, "ISMRMRD reader: cannot open as HDF5 (truncated or damaged?): ", path);
+  const std::string name = "/" + group + "/data";
+  bool ok = false, present = H5Lexists(file, group.c_str(), H5P_DEFAULT) > 0;
+  if (present) present = H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0;
+  if (present) {
+    const hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+    const hid_t type = ds >= 0 ? H5Dget_type(ds) : -1;
+    if (type >= 0 && H5Tget_class(type) == H5T_COMPOUND) {
+      const int head = H5Tget_member_index(type, "head"), data = H5Tget_member_index(type, "data");
+      if (head >= 0 && data >= 0) {
+        const hid_t member = H5Tget_member_type(type, static_cast<unsigned>(data));
+        ok = member >= 0 && H5Tget_class(member) == H5T_VLEN;
+        if (member >= 0) H5Tclose(member);
+      }
+    }
+    if (type >= 0) H5Tclose(type);
+    if (ds >= 0) H5Dclose(ds);
+  }
+  H5Fclose(file);
+  if (!present) return;  // no acquisitions: reported below, with the header's context
+  AMBIENT_CHECK(ok, "ISMRMRD reader: ", name, " in ", path, " is not a table of ISMRMRD acquisitions (expected a "
+                "compound with 'head' and variable-length 'data')");
+}
+
 }  // namespace
 
 Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
   require_file(path, "ISMRMRD reader");
   detail::disable_hdf5_file_locking();
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  ISMRMRD::ismrmrd_set_error_handler(quiet_ismrmrd_errors);
+  require_acquisition_layout(path, opt.ismrmrd_group);
   std::unique_ptr<ISMRMRD::Dataset> d;
   std::string xml;
   try {

@@ -34,9 +34,15 @@ std::string detect_format(const std::string& path, const ReadOptions& opt) {
 
 Scan read_scan(const std::string& path, const ReadOptions& opt) {
   const std::string format = detect_format(path, opt);
-  if (format == "ismrmrd") return read_ismrmrd(path, opt);
-  if (format == "fastmri") return read_fastmri(path, opt);
-  return read_cfl_scan(path);
+  try {
+    if (format == "ismrmrd") return read_ismrmrd(path, opt);
+    if (format == "fastmri") return read_fastmri(path, opt);
+    return read_cfl_scan(path);
+  } catch (const Error& e) {  // every message names the file (a cfl scan's may name only its .hdr)
+    const std::string stem = std::filesystem::path(path).stem().string();
+    if (std::string(e.what()).find(stem) != std::string::npos) throw;
+    fail(path, ": ", e.what());
+  }
 }
 
 }  // namespace ambient::mri

@@ -51,6 +51,9 @@ void validate(const Scan& s, const std::string& what) {
   AMBIENT_CHECK(torch::isfinite(torch::view_as_real(s.ksp)).all().item<bool>(), what,
                 ": k-space holds NaN or infinite values; the file is damaged");
   AMBIENT_CHECK(s.mask.any().item<bool>(), what, ": no phase-encode line is sampled");
+  const auto blank = (s.ksp.abs().amax({1, 2, 3}) == 0).nonzero();
+  AMBIENT_CHECK(blank.numel() == 0, what, ": the k-space of ", blank.numel(), " slice(s) is all zeros (first: slice ",
+                blank.numel() ? blank[0][0].item<int64_t>() : 0, "); the file holds no measurement there");
   AMBIENT_CHECK(static_cast<int64_t>(s.geometry.slices.size()) == s.slices(), what, ": geometry has ",
                 s.geometry.slices.size(), " slices, k-space has ", s.slices());
 }

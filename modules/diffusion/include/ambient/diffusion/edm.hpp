@@ -17,8 +17,12 @@ enum class Precond {
   /// treated as noise σ = ∞ there: c_skip 0 and c_out σ_d, and the ambient loss weighs it 1/σ_d² (the network's
   /// target stays O(1) at every σ instead of x0 / σ).
   masked,
+  /// The same for k-space line masks (ambient-Fourier models): the first corruption channel is the line mask
+  /// broadcast along kx, and the mixing happens per ky line of the image's 1-D FFT along y: a line Ã kept gets
+  /// c_skip and c_out, a line it dropped gets c_skip 0 and c_out σ_d.
+  masked_lines,
 };
-Precond parse_precond(const std::string& name);  ///< "standard" | "masked"
+Precond parse_precond(const std::string& name);  ///< "standard" | "masked" | "masked-lines"
 std::string precond_name(Precond p);
 
 struct EdmConfig {

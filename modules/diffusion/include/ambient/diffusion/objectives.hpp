@@ -55,6 +55,7 @@ torch::Tensor further_subsample_lines(const torch::Tensor& mask, const torch::Te
 /// Ã^H Ã (x0 + σ n) = S^H F^H M̃ (y + σ F S n) with M̃ as a channel; loss λ(σ) ||A D − y||² in k-space over the
 /// observed samples. draw.noise is complex [B, H, W] image-domain noise.
 /// `score_lines` (default A's lines) chooses the k-space lines the loss is measured on (validation: A − Ã).
+/// With edm.precond masked-lines, lines Ã dropped are weighed 1/σ_d² instead of λ(σ).
 torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batch, const torch::Tensor& mask_tilde,
                                    const NoiseDraw& draw, const EdmConfig& edm, const torch::Tensor& score_lines = {});
 

@@ -65,6 +65,9 @@ void write_png_row(const std::string& path, const std::vector<torch::Tensor>& im
 
 /// Writes `path` through a temporary sibling and renames it into place, so no half-written file is left.
 /// `write` receives the temporary path (same extension as `path`).
+/// Fails, naming `what` (an option) and the folder, unless `path`'s folder exists: for outputs that are written only
+/// after minutes of work, checked before the work starts.
+void require_output_folder(const std::string& path, const std::string& what);
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
 }  // namespace ambient::mri
