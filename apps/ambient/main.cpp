@@ -42,6 +42,7 @@ global options:
 int report(const std::string& message) {
   std::string line = message;
   while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  while (!line.empty() && (line.front() == '\n' || line.front() == ' ')) line.erase(0, 1);
   for (size_t p = line.find('\n'); p != std::string::npos; p = line.find('\n', p)) line.replace(p, 1, " | ");
   std::cerr << "ambient: error" << ambient::app::rank_tag() << ": " << line << "\n";
   return 1;

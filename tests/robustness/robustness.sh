@@ -151,6 +151,15 @@ done
 for f in faults/ref_*.nii.gz; do run_readers refuse layout "$f" "${ref_readers[@]:0:2}"; done
 for f in faults/ckpt_*.pt; do run_readers refuse layout "$f" "${ckpt_readers[@]}"; done
 
+# Inputs the fuzzers found (tests/fuzz/regressions, scripts/fuzz.sh), each once a crash.
+for f in "$HERE"/../fuzz/regressions/scan/* "$HERE"/../fuzz/regressions/checkpoint/*; do
+  [ -f "$f" ] || continue
+  case $f in
+    */scan/*) cp "$f" "faults/fuzz_$(basename "$f")"; run_readers refuse fuzzed "faults/fuzz_$(basename "$f")" "${scan_readers[0]}" "${scan_readers[3]}" ;;
+    */checkpoint/*) cp "$f" "faults/fuzz_$(basename "$f")"; run_readers refuse fuzzed "faults/fuzz_$(basename "$f")" "${ckpt_readers[0]}" "${ckpt_readers[2]}" ;;
+  esac
+done
+
 # 3. Shapes that disagree: a reference of another matrix, a reconstruction of another matrix.
 run_case refuse shapes good48_ref.nii.gz "$A" recon good_ism.h5 -o out/x.nii.gz --method zero-filled --reference good48_ref.nii.gz
 run_case refuse shapes good48_ref.nii.gz "$A" eval --reference good48_ref.nii.gz good_recon.nii.gz --json out/x.json

@@ -7,16 +7,20 @@
 #include <fstream>
 #include <sstream>
 
+#include "ambient/diffusion/tensor_file.hpp"
 #include "ambient/mri/error.hpp"
 
 namespace ambient::diffusion {
 
 ScriptedDenoiserImpl::ScriptedDenoiserImpl(std::string archive) : archive_(std::move(archive)) {
+  check_zip_integrity(archive_, "TorchScript archive");
   std::istringstream in(archive_);
   try {
     module_ = std::make_unique<torch::jit::Module>(torch::jit::load(in));
   } catch (const c10::Error& e) {
     fail("TorchScript: cannot load the module: ", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    fail("TorchScript: cannot load the module: ", e.what());
   }
   AMBIENT_CHECK(module_->find_method("forward").has_value(), "TorchScript: the module has no forward method");
   int index = 0;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "ambient/diffusion/objectives.hpp"
+#include "ambient/diffusion/tensor_file.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/linear_operator.hpp"
@@ -73,11 +74,14 @@ int64_t read_value(torch::serialize::InputArchive& ar, const std::string& key, c
 
 torch::serialize::InputArchive open_archive(const std::string& path) {
   AMBIENT_CHECK(std::filesystem::exists(path), "checkpoint: file not found: ", path);
+  check_zip_file(path);  // LibTorch's parser trusts the archive
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);
   } catch (const c10::Error& e) {
     fail("checkpoint: cannot read ", path, " (truncated or not an ambient checkpoint): ", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    fail("checkpoint: cannot read ", path, " (damaged or not an ambient checkpoint): ", e.what());
   }
   const auto format = read_value<std::string>(ar, "format", path);
   AMBIENT_CHECK(format == kFormat, "checkpoint ", path, ": expected format '", kFormat, "', got '", format, "'");
@@ -167,11 +171,12 @@ torch::Tensor zero_filled_channels(const Batch& b) {
 bool is_ambient_checkpoint(const std::string& path) {
   if (!std::filesystem::exists(path)) return false;
   try {
+    check_zip_file(path);
     torch::serialize::InputArchive ar;
     ar.load_from(path);
     c10::IValue v;
     return ar.try_read("format", v) && v.isString() && v.toStringRef() == kFormat;
-  } catch (const c10::Error&) {
+  } catch (const std::exception&) {  // c10::Error, ambient::Error, TorchScript's parse errors
     return false;
   }
 }

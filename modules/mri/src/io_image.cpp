@@ -119,6 +119,17 @@ void write_atomically(const std::string& path, const std::function<void(const st
     fs::remove(tmp, ec);
     throw;
   }
+  // Temporaries of this target that a killed process left (SIGKILL mid-write): the rename above supersedes them.
+  const std::string prefix = "." + stem.substr(0, stem.size() - ext.size()) + ".tmp";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() <= prefix.size() + ext.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - ext.size(), ext.size(), ext) != 0)
+      continue;
+    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - ext.size());
+    if (std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) fs::remove(entry.path(), ec);
+  }
 }
 
 Volume volume_from_geometry(const torch::Tensor& images, const Geometry& g) {

@@ -31,6 +31,14 @@ void write_tensor_file(const std::string& path, const TensorFile& file);
 /// Reads a whole file onto the CPU; a missing, truncated or malformed file throws ambient::Error naming it.
 TensorFile read_tensor_file(const std::string& path);
 
+/// Checks a zip archive (LibTorch checkpoints and TorchScript files are zips of stored entries) before LibTorch
+/// parses it: the central directory must be intact and every stored entry must match its CRC-32. LibTorch checks
+/// neither, and its TorchScript parser can crash on a damaged code entry (found by fuzzing, tests/fuzz).
+/// `bytes` is the whole file; throws ambient::Error naming `name`.
+void check_zip_integrity(const std::string& bytes, const std::string& name);
+/// The same for a file on disk.
+void check_zip_file(const std::string& path);
+
 /// The parameters and buffers of `m` by their dotted names, as float32 on the CPU.
 TensorFile module_tensors(torch::nn::Module& m);
 /// Copies every parameter and buffer of `m` from `file` (names and shapes must match exactly, both ways).
