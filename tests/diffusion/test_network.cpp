@@ -29,6 +29,19 @@ void randomise(torch::nn::Module& m, uint64_t seed) {
   for (auto& p : m.parameters()) p.add_(0.05 * torch::randn_like(p));
 }
 
+
+// A randomised standard-preconditioned model and a model with the same weights and preconditioning `p`.
+std::pair<EdmDenoiser, EdmDenoiser> standard_and(Precond p, uint64_t seed) {
+  EdmConfig other;
+  other.precond = p;
+  EdmDenoiser standard(tiny(1), EdmConfig{}), twin(tiny(1), other);
+  randomise(*standard, seed);
+  torch::NoGradGuard g;
+  auto from = standard->parameters(), to = twin->parameters();
+  for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  return {standard, twin};
+}
+
 }  // namespace
 
 TEST(UNet, KeepsAnyImageSizeAndTakesConditionChannels) {
@@ -87,15 +100,7 @@ TEST(Edm, MaskedPreconditioningPredictsHiddenPixelsWithoutTheSkip) {
   // Same weights, two preconditionings. Where Ã shows the pixel they agree; where it hides it (input 0 there) the
   // standard one gives c_out(σ) F and the masked one σ_d F: at small σ the standard output can only reach x0 if F
   // grows like 1/σ, the masked one's target stays O(1).
-  EdmConfig masked_edm;
-  masked_edm.precond = Precond::masked;
-  EdmDenoiser standard(tiny(1), EdmConfig{}), masked(tiny(1), masked_edm);
-  randomise(*standard, 6);
-  {
-    torch::NoGradGuard g;
-    auto from = standard->parameters(), to = masked->parameters();
-    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
-  }
+  auto [standard, masked] = standard_and(Precond::masked, 6);
   auto gen = at::detail::createCPUGenerator(3);
   auto seen = (torch::rand({2, 1, 16, 16}, gen) > 0.4).to(torch::kFloat);
   auto x = seen * torch::randn({2, 2, 16, 16}, gen);
@@ -117,15 +122,7 @@ TEST(Edm, MaskedPreconditioningPredictsHiddenPixelsWithoutTheSkip) {
 TEST(Edm, MaskedLinesPreconditioningMixesPerKyLine) {
   // The k-space twin: along ky (the 1-D FFT over the image's rows), a line the mask keeps gets the standard
   // c_skip X + c_out N, a line it drops gets σ_d N alone, N the network's output.
-  EdmConfig lines_edm;
-  lines_edm.precond = Precond::masked_lines;
-  EdmDenoiser standard(tiny(1), EdmConfig{}), masked(tiny(1), lines_edm);
-  randomise(*standard, 7);
-  {
-    torch::NoGradGuard g;
-    auto from = standard->parameters(), to = masked->parameters();
-    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
-  }
+  auto [standard, masked] = standard_and(Precond::masked_lines, 7);
   const int64_t n = 16;
   auto gen = at::detail::createCPUGenerator(5);
   auto kept = (torch::rand({2, n}, gen) > 0.5).to(torch::kFloat);

@@ -23,7 +23,7 @@ using Image3 = itk::Image<float, 3>;
 using Image2 = itk::Image<unsigned char, 2>;
 
 // The whole file, decompressed when it is gzip (.nii.gz): zlib checks the stream's CRC and length, which ITK does not
-// (it reads a truncated .nii.gz as zeros). Empty when the file is not gzip but named so.
+// (it reads a truncated .nii.gz as zeros). A file that is not gzip is read as it is.
 std::string read_all(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   AMBIENT_CHECK(f != nullptr, "NIfTI reader: cannot open ", path);
