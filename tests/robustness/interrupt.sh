@@ -2,6 +2,7 @@
 # Kill-and-resume trials (issue 18, docs/reliability.md): `finetune` is killed with SIGKILL at pseudo-random moments,
 # several times per trial, and resumed each time (or restarted, when it died before its first checkpoint); the final
 # checkpoint must equal an uninterrupted run's bit for bit (model and EMA hashes), and no temporary file may be left.
+# Then two 2-rank trials in which one rank is killed.
 #   tests/robustness/interrupt.sh AMBIENT WORKDIR [TRIALS=4]
 set -uo pipefail
 A=$1
@@ -51,4 +52,55 @@ for t in $(seq 1 "$TRIALS"); do
   fi
 done
 echo "interrupt: $kills kills in $TRIALS trials; $passed passed, $failed failed"
+
+# Two ranks (loopback, launched as torchrun would), one of them killed: the survivor must stop with an error within
+# its --dist-timeout instead of hanging, and the job resumed on two ranks must end equal to an uninterrupted one.
+port() { echo $((20000 + (RANDOM % 20000))); }
+launch2() {  # OUT LOG [ARGS...]: both ranks of one job, waits for both
+  local out=$1 log=$2 p pids=() rc=0
+  shift 2
+  p=$(port)
+  for r in 0 1; do
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=$r LOCAL_WORLD_SIZE=2 "$A" "${RUN[@]}" --out "$out" \
+      --dist-timeout 20 "$@" > "$log.$r" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+  return $rc
+}
+launch2 dist_straight.pt dist_straight.log || { echo "interrupt: uninterrupted 2-rank run failed"; cat dist_straight.log.*; exit 1; }
+want2_model=$(hash_of dist_straight.pt model_hash)
+for t in 1 2; do
+  out=dist$t.pt
+  p=$(port)
+  for r in 0 1; do
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$p WORLD_SIZE=2 RANK=$r LOCAL_WORLD_SIZE=2 "$A" "${RUN[@]}" --out "$out" \
+      --dist-timeout 20 > "dist$t.kill.$r" 2>&1 &
+    pid[$r]=$!
+  done
+  # Rank 1 dies once rank 0 has written a checkpoint.
+  for _ in $(seq 1 600); do [ -f "$out" ] && break; sleep 0.05; done
+  sleep "0.$((RANDOM % 10))"
+  kill -9 "${pid[1]}" 2> /dev/null
+  t0=$(date +%s)
+  wait "${pid[0]}"
+  rc0=$? waited=$(( $(date +%s) - t0 ))
+  wait "${pid[1]}" 2> /dev/null
+  at=$(step_of "$out")
+  resume=(); [ -f "$out" ] && resume=(--resume)
+  launch2 "$out" "dist$t.resume.log" "${resume[@]}"
+  rc=$?
+  if [ "$rc0" -ne 0 ] && [ "$rc0" -lt 124 ] && grep -q '^ambient: error' "dist$t.kill.0" && [ "$waited" -le 60 ] &&
+     [ "$rc" -eq 0 ] && [ "$(hash_of "$out" model_hash)" = "$want2_model" ]; then
+    passed=$((passed + 1))
+    echo "ok: 2-rank trial $t: rank 1 killed (checkpoint at step ${at:-none}), rank 0 stopped with an error after ${waited} s; resumed equal to the uninterrupted 2-rank run"
+  elif [ "$rc0" -eq 0 ] && [ "$rc" -eq 0 ] && [ "$(hash_of "$out" model_hash)" = "$want2_model" ]; then
+    passed=$((passed + 1))
+    echo "ok: 2-rank trial $t: the run ended before the kill mattered; equal to the uninterrupted 2-rank run"
+  else
+    failed=$((failed + 1))
+    echo "FAILED: 2-rank trial $t: rank 0 exit $rc0 after ${waited} s ($(grep '^ambient: error' "dist$t.kill.0" | head -1)), resume exit $rc, hash $(hash_of "$out" model_hash) vs $want2_model"
+  fi
+done
+echo "interrupt: $passed passed, $failed failed in all"
 [ "$failed" -eq 0 ]
