@@ -310,3 +310,162 @@ TEST(Io, FastmriSingleCoilWithH5pyBoolMask) {
   EXPECT_LT(test::rel_max_error(scan.ksp[0][0][3], ksp[0].select(1, 3)), 1e-7);
   EXPECT_EQ(scan.ksp[0][0][1].abs().max().item<float>(), 0.0f);
 }
+
+namespace {
+
+std::vector<char> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void put_bytes(const std::string& path, const std::vector<char>& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+uint64_t get_le(const std::vector<char>& b, size_t at, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+  return v;
+}
+
+void set_le(std::vector<char>& b, size_t at, size_t n, uint64_t v) {
+  for (size_t i = 0; i < n; ++i, v >>= 8) b[at + i] = static_cast<char>(v & 0xff);
+}
+
+// Byte offsets of every object header in the first global heap collection of a file (8-byte lengths).
+std::vector<size_t> heap_objects(const std::vector<char>& b, size_t& collection) {
+  const std::string bytes(b.begin(), b.end());
+  collection = bytes.find("GCOL");
+  EXPECT_NE(collection, std::string::npos);
+  std::vector<size_t> objects;
+  if (collection == std::string::npos) return objects;
+  const uint64_t size = get_le(b, collection + 8, 8);
+  for (uint64_t p = 16; p + 16 <= size;) {
+    objects.push_back(collection + p);
+    const uint64_t index = get_le(b, collection + p, 2), n = get_le(b, collection + p + 8, 8);
+    const uint64_t need = index > 0 ? 16 + (n + 7) / 8 * 8 : n;
+    if (need == 0) break;
+    p += need;
+  }
+  return objects;
+}
+
+std::string read_error(const std::string& path) {
+  try {
+    mri::read_scan(path);
+  } catch (const ambient::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+// Damage HDF5 followed blindly (fuzz findings): a free-space object of size 0 made it loop for ever, a damaged
+// length made it allocate gigabytes. Each damage below is refused with a message naming the file, quickly.
+TEST(Io, DamagedHdf5HeapsAreRefusedBeforeHdf5FollowsThem) {
+  const auto good = test::scratch("heap_good.h5");
+  mri::write_ismrmrd(good, small_scan());
+  ASSERT_NO_THROW(mri::read_scan(good));
+  const auto clean = file_bytes(good);
+  size_t collection = 0;
+  const auto objects = heap_objects(clean, collection);
+  ASSERT_GE(objects.size(), 3u);
+  const auto bad = test::scratch("heap_bad.h5");
+  auto expect_refused = [&](std::vector<char> bytes, const std::string& what) {
+    put_bytes(bad, bytes);
+    const std::string e = read_error(bad);
+    EXPECT_NE(e.find(what), std::string::npos) << e;
+    EXPECT_NE(e.find("heap_bad"), std::string::npos) << e;
+  };
+  // Free space of size 0 (the object after the last used one is free space in a collection that is not full).
+  auto b = clean;
+  const size_t last = objects.back();
+  ASSERT_EQ(get_le(b, last, 2), 0u) << "expected the last object to be free space";
+  set_le(b, last + 8, 8, 0);
+  expect_refused(b, "impossible size");
+  // A used object claims more than its collection holds.
+  b = clean;
+  set_le(b, objects[1] + 8, 8, uint64_t{1} << 40);
+  expect_refused(b, "impossible size");
+  // A used object one float longer or shorter than its descriptor says, within its padding (a longer one would
+  // overrun HDF5's buffer).
+  b = clean;
+  const uint64_t n = get_le(b, objects[1] + 8, 8);
+  set_le(b, objects[1] + 8, 8, n % 8 == 4 ? n + 4 : n - 4);
+  expect_refused(b, "heap object holds");
+  // The collection claims to be larger than the file.
+  b = clean;
+  set_le(b, collection + 8, 8, uint64_t{6} << 30);
+  expect_refused(b, "more than the file holds");
+  // Not a collection where the descriptors point.
+  b = clean;
+  b[collection] = 'X';
+  expect_refused(b, "expected a global heap collection");
+  // A sound heap, but a header whose sample count disagrees with its data's stored length.
+  put_bytes(bad, clean);
+  {
+    hid_t f = H5Fopen(bad.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/dataset/data", H5P_DEFAULT);
+    hid_t head = H5Tcreate(H5T_COMPOUND, sizeof(uint16_t));
+    H5Tinsert(head, "number_of_samples", 0, H5T_NATIVE_UINT16);
+    hid_t row = H5Tcreate(H5T_COMPOUND, sizeof(uint16_t));
+    H5Tinsert(row, "head", 0, head);
+    hid_t space = H5Dget_space(d);
+    const hsize_t first = 3, one = 1;
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, &first, nullptr, &one, nullptr);
+    hid_t mem = H5Screate_simple(1, &one, nullptr);
+    const uint16_t samples = 7;
+    EXPECT_GE(H5Dwrite(d, row, mem, space, H5P_DEFAULT, &samples), 0);
+    H5Sclose(mem), H5Sclose(space), H5Tclose(row), H5Tclose(head), H5Dclose(d), H5Fclose(f);
+  }
+  const std::string e = read_error(bad);
+  EXPECT_NE(e.find("acquisition 3 of"), std::string::npos) << e;
+}
+
+// The raw checks must read HDF5's own layout right: a user block shifts every address by its size, and a
+// contiguous variable-length string (h5py's default for ismrmrd_header) is read from its stored offset.
+TEST(Io, FastmriHeaderStringIsCheckedThroughAUserBlock) {
+  const auto path = test::scratch("userblock.h5");
+  auto ksp = test::random_complex({1, 2, 16, 16}, 11);
+  const std::string xml =
+      "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\"><experimentalConditions>"
+      "<H1resonanceFrequency_Hz>1</H1resonanceFrequency_Hz></experimentalConditions><encoding><encodedSpace>"
+      "<matrixSize><x>16</x><y>16</y><z>1</z></matrixSize><fieldOfView_mm><x>321</x><y>200</y><z>5</z>"
+      "</fieldOfView_mm></encodedSpace><reconSpace><matrixSize><x>16</x><y>16</y><z>1</z></matrixSize>"
+      "<fieldOfView_mm><x>321</x><y>200</y><z>5</z></fieldOfView_mm></reconSpace><encodingLimits/>"
+      "<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>";
+  {
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_userblock(fcpl, 512);
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
+    H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
+    H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+    hsize_t dims[4] = {1, 2, 16, 16};
+    hid_t sp = H5Screate_simple(4, dims, nullptr);
+    hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
+    H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, H5T_VARIABLE);
+    hid_t ss = H5Screate(H5S_SCALAR);
+    hid_t hd = H5Dcreate2(f, "ismrmrd_header", st, ss, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const char* value = xml.c_str();
+    H5Dwrite(hd, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+    H5Dclose(hd), H5Sclose(ss), H5Tclose(st), H5Fclose(f), H5Pclose(fcpl);
+  }
+  const auto scan = mri::read_scan(path);
+  EXPECT_NEAR(scan.geometry.fov_mm[0], 321.0, 1e-3);  // the header reached the reader
+  // The string's heap object, one byte longer than its descriptor says, is refused.
+  auto b = file_bytes(path);
+  size_t collection = 0;
+  const auto objects = heap_objects(b, collection);
+  ASSERT_GE(objects.size(), 1u);
+  ASSERT_EQ(get_le(b, objects[0] + 8, 8), xml.size());
+  set_le(b, objects[0] + 8, 8, xml.size() + 1);
+  const auto bad = test::scratch("userblock_bad.h5");
+  put_bytes(bad, b);
+  const std::string e = read_error(bad);
+  EXPECT_NE(e.find("heap object holds"), std::string::npos) << e;
+}

@@ -10,6 +10,7 @@
 
 #include "ambient/mri/error.hpp"
 #include "hdf5_locking.hpp"
+#include "hdf5_vlen.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
 
@@ -170,6 +171,11 @@ Scan read_fastmri(const std::string& path, const ReadOptions& opt) {
   if (has_link(file.get(), "ismrmrd_header")) {
     H5Handle hd(H5Dopen2(file.get(), "ismrmrd_header", H5P_DEFAULT), H5Dclose);
     H5Handle ht(H5Dget_type(hd.get()), H5Tclose);
+    H5Handle hs(H5Dget_space(hd.get()), H5Sclose);
+    AMBIENT_CHECK(H5Tget_class(ht.get()) == H5T_STRING && H5Sget_simple_extent_npoints(hs.get()) == 1,
+                  "fastMRI reader: expected 'ismrmrd_header' to hold one string, got another type or shape (", path,
+                  ")");
+    detail::check_vlen_storage(file.get(), path, "ismrmrd_header");
     std::string xml;
     if (H5Tis_variable_str(ht.get()) > 0) {
       char* value = nullptr;

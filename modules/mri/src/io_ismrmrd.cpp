@@ -11,10 +11,12 @@
 #include <complex>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 
 #include "ambient/mri/error.hpp"
 #include "hdf5_locking.hpp"
+#include "hdf5_vlen.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/log.hpp"
 #include "ambient/mri/masks.hpp"
@@ -47,8 +49,9 @@ void quiet_ismrmrd_errors(const char*, int, const char*, int, const char*) {}
 
 // The library also trusts each acquisition's header: data and trajectory lengths that disagree with
 // number_of_samples, active_channels and trajectory_dimensions make it free memory it does not own (found by
-// fuzzing, tests/fuzz). Checked here row by row, 256 rows at a time, before the library reads anything.
-bool acquisition_sizes_agree(hid_t file, const std::string& name, int64_t& bad_row) {
+// fuzzing, tests/fuzz). Checked here row by row before the library reads anything: the stored lengths come from
+// check_vlen_storage, which also checks the heap they point into, and only the headers are read with HDF5.
+bool acquisition_sizes_agree(hid_t file, const std::string& path, const std::string& name, int64_t& bad_row) {
   struct Head {
     uint16_t samples, channels, traj_dims;
   };
@@ -56,6 +59,13 @@ bool acquisition_sizes_agree(hid_t file, const std::string& name, int64_t& bad_r
     Head head;
     hvl_t traj, data;
   };
+  const detail::VlenLengths stored = detail::check_vlen_storage(file, path, name);
+  size_t traj_at = stored.members, data_at = stored.members;
+  for (size_t m = 0; m < stored.names.size(); ++m) {
+    if (stored.names[m] == "traj") traj_at = m;
+    if (stored.names[m] == "data") data_at = m;
+  }
+  const bool raw = stored.checked && data_at < stored.members;  // else HDF5 reads the lengths (filtered storage)
   const hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   if (ds < 0) return false;
   const hid_t head = H5Tcreate(H5T_COMPOUND, sizeof(Head));
@@ -65,8 +75,10 @@ bool acquisition_sizes_agree(hid_t file, const std::string& name, int64_t& bad_r
   const hid_t floats = H5Tvlen_create(H5T_NATIVE_FLOAT);
   const hid_t row = H5Tcreate(H5T_COMPOUND, sizeof(Row));
   H5Tinsert(row, "head", HOFFSET(Row, head), head);
-  H5Tinsert(row, "traj", HOFFSET(Row, traj), floats);
-  H5Tinsert(row, "data", HOFFSET(Row, data), floats);
+  if (!raw) {
+    H5Tinsert(row, "traj", HOFFSET(Row, traj), floats);
+    H5Tinsert(row, "data", HOFFSET(Row, data), floats);
+  }
   const hid_t space = H5Dget_space(ds);
   hsize_t rows = 0;
   bool ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, &rows, nullptr) == 1;
@@ -78,12 +90,14 @@ bool acquisition_sizes_agree(hid_t file, const std::string& name, int64_t& bad_r
     H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &n, nullptr);
     ok = H5Dread(ds, row, mem, space, H5P_DEFAULT, buf.data()) >= 0;
     for (hsize_t i = 0; ok && i < n && bad_row < 0; ++i) {
-      const Row& r = buf[i];
-      if (r.data.len != 2ull * r.head.samples * r.head.channels ||
-          r.traj.len != static_cast<size_t>(r.head.traj_dims) * r.head.samples)
+      const Head& h = buf[i].head;
+      const size_t at = (start + i) * stored.members;
+      const uint64_t data = raw ? stored.lengths[at + data_at] : buf[i].data.len;
+      const uint64_t traj = !raw ? buf[i].traj.len : traj_at < stored.members ? stored.lengths[at + traj_at] : 0;
+      if (data != 2ull * h.samples * h.channels || traj != static_cast<uint64_t>(h.traj_dims) * h.samples)
         bad_row = static_cast<int64_t>(start + i);
     }
-    if (ok) H5Dvlen_reclaim(row, mem, H5P_DEFAULT, buf.data());
+    if (ok && !raw) H5Dvlen_reclaim(row, mem, H5P_DEFAULT, buf.data());
     H5Sclose(mem);
   }
   if (space >= 0) H5Sclose(space);
@@ -100,6 +114,7 @@ bool acquisition_sizes_agree(hid_t file, const std::string& name, int64_t& bad_r
 void require_acquisition_layout(const std::string& path, const std::string& group) {
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   AMBIENT_CHECK(file >= 0, "ISMRMRD reader: cannot open as HDF5 (truncated or damaged?): ", path);
+  const std::unique_ptr<const hid_t, void (*)(const hid_t*)> close(&file, [](const hid_t* f) { H5Fclose(*f); });
   const std::string name = "/" + group + "/data";
   bool ok = false, present = H5Lexists(file, group.c_str(), H5P_DEFAULT) > 0;
   if (present) present = H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0;
@@ -118,8 +133,10 @@ void require_acquisition_layout(const std::string& path, const std::string& grou
     if (ds >= 0) H5Dclose(ds);
   }
   int64_t bad_row = -1;
-  if (ok) ok = acquisition_sizes_agree(file, name, bad_row);
-  H5Fclose(file);
+  if (ok) ok = acquisition_sizes_agree(file, path, name, bad_row);
+  const std::string xml = "/" + group + "/xml";
+  if (H5Lexists(file, group.c_str(), H5P_DEFAULT) > 0 && H5Lexists(file, xml.c_str(), H5P_DEFAULT) > 0)
+    detail::check_vlen_storage(file, path, xml);  // the header is a variable-length string too
   AMBIENT_CHECK(bad_row < 0, "ISMRMRD reader: acquisition ", bad_row, " of ", path, " is damaged: its data or "
                 "trajectory length disagrees with its header's samples, channels and trajectory dimensions");
   if (!present) return;  // no acquisitions: reported below, with the header's context

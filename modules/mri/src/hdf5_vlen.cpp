@@ -1,0 +1,235 @@
+// Variable-length HDF5 values checked on disk: the raw descriptors and the global heap collections they name, read
+// with plain file I/O, following the HDF5 file format specification (version 2 / 3 superblocks, global heap version 1).
+#include "hdf5_vlen.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "ambient/mri/error.hpp"
+
+namespace ambient::mri::detail {
+namespace {
+
+/// Closes an HDF5 handle when it leaves scope.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  hid_t get() const { return id_; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+uint64_t little_endian(const unsigned char* p, size_t bytes) {
+  uint64_t v = 0;
+  for (size_t i = bytes; i-- > 0;) v = (v << 8) | p[i];
+  return v;
+}
+
+constexpr uint64_t align8(uint64_t n) { return (n + 7) / 8 * 8; }
+
+struct Member {
+  size_t offset = 0;     // within the stored element
+  size_t base_size = 0;  // bytes per item of the sequence (1 for strings)
+  std::string name;      // the compound member's name
+};
+
+/// The global heap collections of one file, parsed once each: object index -> object size.
+class GlobalHeap {
+ public:
+  GlobalHeap(const std::string& path, uint64_t base, uint64_t eof, size_t length_size)
+      : path_(path), in_(path, std::ios::binary), base_(base), eof_(eof), length_size_(length_size) {
+    AMBIENT_CHECK(in_.good(), "HDF5 check: cannot open ", path);
+  }
+
+  /// Size of object `index` of the collection at `address`; throws when the collection is damaged or lacks it.
+  uint64_t object_size(uint64_t address, uint32_t index) {
+    auto it = collections_.find(address);
+    if (it == collections_.end()) it = collections_.emplace(address, parse(address)).first;
+    const auto obj = it->second.find(index);
+    AMBIENT_CHECK(index > 0 && obj != it->second.end(), "HDF5 file damaged: a variable-length value refers to object ",
+                  index, " of the global heap collection at byte ", address, ", which has no such object (", path_, ")");
+    return obj->second;
+  }
+
+ private:
+  std::map<uint32_t, uint64_t> parse(uint64_t address) {
+    const uint64_t header = align8(8 + length_size_), object_header = align8(8 + length_size_);
+    const uint64_t at = base_ + address;
+    AMBIENT_CHECK(address > 0 && at >= base_ && at <= eof_ && eof_ - at >= header, "HDF5 file damaged: a "
+                  "variable-length value refers to byte ", address, ", outside the file (", path_, ")");
+    std::vector<unsigned char> bytes(header);
+    in_.seekg(static_cast<std::streamoff>(at));
+    in_.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(header));
+    AMBIENT_CHECK(in_.good(), "HDF5 check: cannot read ", path_, " at byte ", at);
+    const uint64_t size = little_endian(bytes.data() + 8, length_size_);
+    AMBIENT_CHECK(std::string(bytes.begin(), bytes.begin() + 4) == "GCOL" && bytes[4] == 1,
+                  "HDF5 file damaged: expected a global heap collection (GCOL, version 1) at byte ", address,
+                  ", got something else (", path_, ")");
+    AMBIENT_CHECK(size >= header && size <= eof_ - at, "HDF5 file damaged: the global heap collection at byte ",
+                  address, " claims ", size, " bytes, more than the file holds (", path_, ")");
+    bytes.resize(size);
+    in_.read(reinterpret_cast<char*>(bytes.data() + header), static_cast<std::streamsize>(size - header));
+    AMBIENT_CHECK(in_.good(), "HDF5 check: cannot read ", path_, " at byte ", at);
+
+    // The walk HDF5 does when it loads a collection: an object header (index, references, reserved, size), then
+    // the data padded to 8 bytes; index 0 is free space whose size includes its header.
+    std::map<uint32_t, uint64_t> objects;
+    for (uint64_t p = header; p < size && size - p >= object_header;) {
+      const uint32_t index = static_cast<uint32_t>(little_endian(bytes.data() + p, 2));
+      const uint64_t object = little_endian(bytes.data() + p + 8, length_size_);
+      const uint64_t need = index > 0 ? object_header + align8(object) : object;
+      AMBIENT_CHECK(object <= size && need > 0 && need <= size - p, "HDF5 file damaged: object ", index,
+                    " of the global heap collection at byte ", address, " has an impossible size, ", object,
+                    " (it must be positive and fit its collection) (", path_, ")");
+      if (index > 0) {
+        AMBIENT_CHECK(objects.emplace(index, object).second, "HDF5 file damaged: object ", index,
+                      " appears twice in the global heap collection at byte ", address, " (", path_, ")");
+      }
+      p += need;
+    }
+    return objects;
+  }
+
+  std::string path_;
+  std::ifstream in_;
+  uint64_t base_, eof_;
+  size_t length_size_;
+  std::map<uint64_t, std::map<uint32_t, uint64_t>> collections_;
+};
+
+/// The variable-length members of a stored element, and the element's size on disk. False where that layout is
+/// not known here (a variable-length string inside a compound, whose memory and disk sizes differ).
+bool vlen_layout(hid_t type, size_t address_size, size_t& element_size, std::vector<Member>& members) {
+  const size_t descriptor = 4 + address_size + 4;
+  const H5T_class_t cls = H5Tget_class(type);
+  if (cls == H5T_STRING && H5Tis_variable_str(type) > 0) {
+    element_size = descriptor;
+    members = {{0, 1, ""}};
+    return true;
+  }
+  if (cls == H5T_VLEN) {
+    Handle super(H5Tget_super(type), H5Tclose);
+    element_size = descriptor;
+    members = {{0, super.get() >= 0 ? H5Tget_size(super.get()) : 0, ""}};
+    return members[0].base_size > 0;
+  }
+  element_size = H5Tget_size(type);
+  if (cls != H5T_COMPOUND) return true;
+  const int n = H5Tget_nmembers(type);
+  for (int i = 0; i < n; ++i) {
+    Handle m(H5Tget_member_type(type, static_cast<unsigned>(i)), H5Tclose);
+    if (m.get() < 0) return false;
+    if (H5Tget_class(m.get()) == H5T_STRING && H5Tis_variable_str(m.get()) > 0) return false;
+    if (H5Tget_class(m.get()) != H5T_VLEN) continue;
+    // H5Dget_type gives the memory layout: a sequence member is an hvl_t there, 4 + address + 4 bytes on disk.
+    if (descriptor != sizeof(hvl_t)) return false;
+    Handle super(H5Tget_super(m.get()), H5Tclose);
+    const size_t base = super.get() >= 0 ? H5Tget_size(super.get()) : 0;
+    if (base == 0) return false;
+    char* name = H5Tget_member_name(type, static_cast<unsigned>(i));
+    members.push_back({H5Tget_member_offset(type, static_cast<unsigned>(i)), base, name ? name : ""});
+    if (name) H5free_memory(name);
+  }
+  return true;
+}
+
+}  // namespace
+
+VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::string& name) {
+  VlenLengths out;
+  Handle ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
+  AMBIENT_CHECK(ds.get() >= 0, "HDF5 reader: cannot open dataset ", name, " in ", path);
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+  Handle fcpl(H5Fget_create_plist(file), H5Pclose);
+  AMBIENT_CHECK(type.get() >= 0 && space.get() >= 0 && dcpl.get() >= 0 && fcpl.get() >= 0,
+                "HDF5 reader: cannot read the type and layout of ", name, " in ", path);
+  size_t address_size = 0, length_size = 0;
+  hsize_t base = 0;
+  H5Pget_sizes(fcpl.get(), &address_size, &length_size);
+  H5Pget_userblock(fcpl.get(), &base);
+  if (address_size == 0 || address_size > 8 || length_size == 0 || length_size > 8) return out;
+
+  size_t element_size = 0;
+  std::vector<Member> members;
+  if (!vlen_layout(type.get(), address_size, element_size, members)) return out;
+  out.members = members.size();
+  for (const Member& m : members) out.names.push_back(m.name);
+  if (members.empty()) {
+    out.checked = true;
+    return out;
+  }
+  const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+  AMBIENT_CHECK(count >= 0, "HDF5 reader: cannot read the extent of ", name, " in ", path);
+  const auto n = static_cast<uint64_t>(count);
+  out.lengths.assign(n * members.size(), 0);
+
+  const uint64_t eof = std::filesystem::file_size(path);
+  GlobalHeap heap(path, base, eof, length_size);
+  auto check_elements = [&](const unsigned char* raw, uint64_t first, uint64_t elements) {
+    for (uint64_t e = 0; e < elements && first + e < n; ++e) {
+      for (size_t m = 0; m < members.size(); ++m) {
+        const unsigned char* d = raw + e * element_size + members[m].offset;
+        const auto length = static_cast<uint32_t>(little_endian(d, 4));
+        const uint64_t address = little_endian(d + 4, address_size);
+        const auto index = static_cast<uint32_t>(little_endian(d + 4 + address_size, 4));
+        out.lengths[(first + e) * members.size() + m] = length;
+        if (address == 0) continue;  // a null value: HDF5 reads nothing
+        const uint64_t object = heap.object_size(address, index);
+        AMBIENT_CHECK(object == static_cast<uint64_t>(length) * members[m].base_size, "HDF5 file damaged: element ",
+                      first + e, " of ", name, " says ", length, " values, its heap object holds ", object,
+                      " bytes (", path, ")");
+      }
+    }
+  };
+
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_CONTIGUOUS) {
+    const haddr_t at = H5Dget_offset(ds.get());
+    if (at == HADDR_UNDEF) {  // never written: every element is the fill value
+      out.checked = true;
+      return out;
+    }
+    const uint64_t bytes = n * element_size;  // H5Dget_offset counts the user block already
+    AMBIENT_CHECK(at <= eof && bytes <= eof - at, "HDF5 file damaged: dataset ", name,
+                  " claims more bytes than the file holds (", path, ")");
+    std::vector<unsigned char> raw(bytes);
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(at));
+    in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(bytes));
+    AMBIENT_CHECK(in.good(), "HDF5 check: cannot read dataset ", name, " of ", path);
+    check_elements(raw.data(), 0, n);
+    out.checked = true;
+  } else if (layout == H5D_CHUNKED && H5Pget_nfilters(dcpl.get()) == 0 && H5Sget_simple_extent_ndims(space.get()) == 1) {
+    hsize_t chunk = 0;
+    AMBIENT_CHECK(H5Pget_chunk(dcpl.get(), 1, &chunk) == 1 && chunk > 0, "HDF5 file damaged: dataset ", name,
+                  " is chunked without a chunk size (", path, ")");
+    const uint64_t chunk_bytes = chunk * element_size;
+    AMBIENT_CHECK(chunk_bytes <= eof, "HDF5 file damaged: dataset ", name, " claims chunks of ", chunk_bytes,
+                  " bytes, more than the file holds (", path, ")");
+    std::vector<unsigned char> raw(chunk_bytes);
+    for (hsize_t first = 0; first < n; first += chunk) {
+      hsize_t stored = 0;
+      if (H5Dget_chunk_storage_size(ds.get(), &first, &stored) < 0 || stored == 0) continue;  // not written: fill
+      AMBIENT_CHECK(stored == chunk_bytes, "HDF5 file damaged: a chunk of ", name, " holds ", stored,
+                    " bytes, expected ", chunk_bytes, " (", path, ")");
+      uint32_t filters = 0;
+      AMBIENT_CHECK(H5Dread_chunk(ds.get(), H5P_DEFAULT, &first, &filters, raw.data()) >= 0,
+                    "HDF5 file damaged: cannot read the chunk at element ", first, " of ", name, " (", path, ")");
+      check_elements(raw.data(), first, chunk);
+    }
+    out.checked = true;
+  }
+  return out;
+}
+
+}  // namespace ambient::mri::detail

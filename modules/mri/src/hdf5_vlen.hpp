@@ -1,0 +1,29 @@
+// Internal: variable-length HDF5 values checked on disk before HDF5 follows them.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ambient::mri::detail {
+
+/// The stored lengths of a dataset's variable-length values, element by element.
+struct VlenLengths {
+  bool checked = false;           ///< false: compact or filtered storage, whose raw bytes are not read here
+  size_t members = 0;             ///< variable-length members per element (1 for a string or a sequence)
+  std::vector<std::string> names; ///< the compound's name of each variable-length member ("" otherwise)
+  std::vector<uint32_t> lengths;  ///< lengths[element * members + member], in the type's member order
+};
+
+/// HDF5 trusts the descriptors of variable-length values (length, global heap collection, object index) and the
+/// heap collections they point to: a free-space object of size 0 makes it loop for ever, a damaged length makes it
+/// allocate gigabytes, an object larger than its descriptor says overruns the buffer (all found by fuzzing,
+/// tests/fuzz). This reads dataset `name`'s raw elements (contiguous or unfiltered chunked storage) and every heap
+/// collection they reference, and checks that each collection lies inside the file and parses, that each referenced
+/// object exists and that its size is the descriptor's length times the base type's size. Throws ambient::Error
+/// naming `path` and what is damaged. Datasets without variable-length values return checked = true, no lengths.
+VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::string& name);
+
+}  // namespace ambient::mri::detail
