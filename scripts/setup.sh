@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # libopenblas0-pthread: without it libblas.so.3 is the reference BLAS, single-threaded and unblocked, and LibTorch's
 # fp32 matrix products (attention, linear layers) run 4x slower end to end (bench/blas_compare.sh).
 PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git bc
+  build-essential cmake ninja-build ccache pkg-config git bc clang libclang-rt-14-dev
   libopenblas0-pthread libtorch-dev libgloo-dev libinsighttoolkit5-dev libgdcm-tools libfftw3-dev libhdf5-dev
   libismrmrd-dev ismrmrd-tools libboost-program-options-dev libgtest-dev
   mricron-data bart python3 python3-numpy python3-nibabel python3-torch python3-matplotlib python3-h5py

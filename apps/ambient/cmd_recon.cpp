@@ -62,6 +62,10 @@ int run_recon(const std::vector<std::string>& args) {
       ("network-batch", po::value(&rc.network_batch)->default_value(rc.network_batch),
        "posterior | dps: images the network sees at once (0: all samples x slices); the result does not depend on "
        "it, the speed and memory do")
+      ("slice-batch", po::value(&rc.slice_batch)->default_value(rc.slice_batch),
+       "posterior | dps: slices sampled together, which bounds memory for any volume; 0: as many as keep one "
+       "batch tensor under 256 MB (docs/reliability.md). Volumes larger than one batch give other (equally valid) "
+       "samples for another value")
       ("steps", po::value(&rc.posterior.schedule.steps)->default_value(-1),
        "sampler steps; -1: the model's default")
       ("std", po::value(&std_path), "write the per-pixel standard deviation over samples here (.nii.gz)")
@@ -120,6 +124,8 @@ int run_recon(const std::vector<std::string>& args) {
   AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");
   AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
                 "recon --precision: expected auto|fp32|bf16, got '", precision, "'");
+  AMBIENT_CHECK(rc.slice_batch >= 0, "recon --slice-batch: expected 0 (automatic) or a number of slices, got ",
+                rc.slice_batch);
   const auto group = diffusion::Group::join(dist);
   const bool main_rank = group->is_main();
   diffusion::ModelPtr model;
@@ -208,8 +214,12 @@ int run_recon(const std::vector<std::string>& args) {
   } else if (with_model) {
     rc.method = method;
     rc.bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
-    Progress bar(method + " sampling (" + std::to_string(rc.samples) + " samples/slice)", rc.posterior.schedule.steps,
-                 main_rank);
+    const int64_t per_batch = diffusion::slices_per_batch(rc, part);
+    const int64_t batches = (part.slices() + per_batch - 1) / per_batch;
+    if (main_rank && batches > 1)
+      std::cout << "slices in " << batches << " batches of up to " << per_batch << " (--slice-batch)\n";
+    Progress bar(method + " sampling (" + std::to_string(rc.samples) + " samples/slice)",
+                 rc.posterior.schedule.steps * batches, main_rank);
     rc.seed += 1000003ull * static_cast<uint64_t>(group->rank());  // deterministic for a seed and a world size
     const auto r = diffusion::reconstruct(model, part, part_maps, rc, [&](int64_t step, double sigma) {
       std::ostringstream note;

@@ -74,7 +74,10 @@ run_case() {
   errors=$(grep -c '^ambient: error' case.messages)
   lines=$(wc -l < case.messages)
   left=$(find out -mindepth 1 | head -3 | tr '\n' ' ')
-  if [ "$rc" -ge 124 ]; then
+  if grep -aqE 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' case.stderr; then  # sanitised build
+    why="sanitizer: $(grep -aE 'ERROR: AddressSanitizer|runtime error:|SUMMARY' case.stderr | head -3 | tr '\n' '|')"
+    cp case.stderr "sanitizer_$(( ${#classes[@]} ))_$RANDOM.log"
+  elif [ "$rc" -ge 124 ]; then
     why="crashed or hung (exit $rc)"
   elif [ "$rc" -eq 0 ]; then
     [ "$mode" = survive ] || why="accepted (exit 0)"

@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "ambient/diffusion/objectives.hpp"
@@ -10,6 +11,7 @@
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
+#include "ambient/mri/seed.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -49,43 +51,41 @@ ReconstructConfig defaults_for(const std::string& checkpoint) {
   return c;
 }
 
-Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const torch::Tensor& maps,
-                           const ReconstructConfig& c, const SamplerMonitor& monitor) {
-  AMBIENT_CHECK(model != nullptr, "reconstruct: no model");
-  AMBIENT_CHECK(c.method == "posterior" || c.method == "dps", "reconstruct: expected method posterior|dps, got '",
-                c.method, "'");
-  AMBIENT_CHECK(c.samples >= 1, "reconstruct: expected at least one sample per slice, got ", c.samples);
-  AMBIENT_CHECK(maps.sizes() == scan.ksp.sizes(), "reconstruct: coil maps ", shape_string(maps.sizes().vec()),
-                " do not match the k-space ", shape_string(scan.ksp.sizes().vec()));
-  const int64_t s = scan.slices(), k = c.samples, ny = scan.ny(), nx = scan.nx();
+namespace {
+
+// The K samples of slices `ksp` [n, C, ny, nx] in one batch; `first` is the index of the first slice in the scan.
+Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp, const torch::Tensor& m,
+                                 const torch::Tensor& maps, double eta, const ReconstructConfig& c, uint64_t seed,
+                                 const SamplerMonitor& monitor) {
+  const int64_t s = ksp.size(0), k = c.samples, ny = ksp.size(2), nx = ksp.size(3);
   // Per-slice scale: the 99th percentile of the coil-combined zero-filled magnitude (docs/conventions.md).
-  auto m = scan.kspace_mask();
-  auto a_scan = mri::make_sense(maps, m);
-  auto y = scan.ksp * m;
-  auto zf = a_scan->adjoint(y).abs().flatten(1);
-  auto scale = std::get<0>(zf.sort(1)).select(1, static_cast<int64_t>(0.99 * (zf.size(1) - 1))).clamp_min(1e-12);
-  const double eta = c.noise_var > 0 ? c.noise_var : (scan.prewhitened ? 1.0 : estimate_noise_var(scan));
+  auto y = ksp * m;
+  auto scale = [&] {
+    auto zf = mri::make_sense(maps, m)->adjoint(y).abs().flatten(1);
+    return std::get<0>(zf.sort(1)).select(1, static_cast<int64_t>(0.99 * (zf.size(1) - 1))).clamp_min(1e-12);
+  }();
 
   // K samples of every slice in one batch: [K * S] ordered sample-major.
   auto rep = [&](const torch::Tensor& t) { return t.repeat({k, 1, 1, 1}); };
   auto scale_b = scale.repeat({k}).reshape({-1, 1, 1, 1});
-  auto yb = rep(y) / scale_b;
-  auto a = mri::make_sense(rep(maps), rep(m));
+  auto yb = rep(y).div_(scale_b);
+  y = torch::Tensor();
+  const auto maps_b = rep(maps);  // shared by A and by Ã^H Ã below: the largest tensor here
+  auto a = mri::make_sense(maps_b, rep(m));
   // Slices differ in scale, so each batch item has its own noise variance η / scale² in network units.
   PosteriorConfig pc = c.posterior;
   pc.noise_var_per_item = (eta / scale.square()).repeat({k});
   torch::Tensor cond;
   // Ambient Fourier models see Ã^H Ã x = S^H F^H M̃ F S x through a fixed further line mask M̃, written with
   // differentiable torch FFTs because DPS back-propagates through the network's input.
-  torch::Tensor tilde_maps, tilde_mask;  // [K*S, C, ny, nx], [K*S, 1, ny, 1]
+  torch::Tensor tilde_mask;  // [K*S, 1, ny, 1]
   if (model->cond_channels() > 0 && c.further_accel > 0) {
     AMBIENT_CHECK(c.further_accel > 1, "reconstruct: expected a further acceleration > 1, got ", c.further_accel);
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < k * s; ++i)
       rows.push_back(mri::further_line_mask(ny, c.further_accel,
-                                            static_cast<uint32_t>(c.seed * 7919 + 17 + static_cast<uint64_t>(i))));
+                                            static_cast<uint32_t>(seed * 7919 + 17 + static_cast<uint64_t>(i))));
     auto lines = torch::stack(rows);
-    tilde_maps = rep(maps);
     tilde_mask = lines.to(torch::kComplexFloat).reshape({k * s, 1, ny, 1});
     cond = line_mask_channel(lines, nx);
   } else if (model->cond_channels() > 0) {  // the corruption input says "nothing further removed"
@@ -97,15 +97,15 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
     return in_chunks(x.size(0), c.network_batch, [&](int64_t b, int64_t n) {
       auto input = x.narrow(0, b, n);
       if (tilde_mask.defined()) {
-        auto maps_b = tilde_maps.narrow(0, b, n);
-        auto coils = mri::fft2c_torch(maps_b * from_channels(input).unsqueeze(1)) * tilde_mask.narrow(0, b, n);
-        input = to_channels((maps_b.conj() * mri::ifft2c_torch(coils)).sum(1));
+        auto maps_n = maps_b.narrow(0, b, n);
+        auto coils = mri::fft2c_torch(maps_n * from_channels(input).unsqueeze(1)) * tilde_mask.narrow(0, b, n);
+        input = to_channels((maps_n.conj() * mri::ifft2c_torch(coils)).sum(1));
       }
       Bf16Autocast autocast(c.bf16);
       return d(input, sigma.narrow(0, b, n), cnd.defined() ? cnd.narrow(0, b, n) : cnd).to(torch::kFloat);
     });
   };
-  auto gen = at::detail::createCPUGenerator(c.seed);
+  auto gen = at::detail::createCPUGenerator(seed);
   model->eval();
   torch::Tensor x, x_mean;
   if (c.method == "posterior") {
@@ -123,6 +123,51 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
   r.mean = unscale(x_mean).mean(0);
   r.std = k > 1 ? z.abs().std(0) : torch::zeros({s, ny, nx});
   r.scale = scale;
+  return r;
+}
+
+}  // namespace
+
+int64_t slices_per_batch(const ReconstructConfig& c, const mri::Scan& scan) {
+  if (c.slice_batch > 0) return std::min<int64_t>(c.slice_batch, std::max<int64_t>(1, scan.slices()));
+  // Each slice's K samples hold K coil images of C × ny × nx complex64 in each of a few batch-sized tensors (the
+  // repeated maps, the data, the operator's work space); 256 MB for one of them keeps a recon near 2 GB.
+  const double per_slice = 8.0 * std::max<int64_t>(1, c.samples) * scan.coils() * scan.ny() * scan.nx();
+  const auto fit = static_cast<int64_t>(256.0 * (1 << 20) / per_slice);
+  return std::clamp<int64_t>(fit, 1, std::max<int64_t>(1, scan.slices()));
+}
+
+Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const torch::Tensor& maps,
+                           const ReconstructConfig& c, const SamplerMonitor& monitor) {
+  AMBIENT_CHECK(model != nullptr, "reconstruct: no model");
+  AMBIENT_CHECK(c.method == "posterior" || c.method == "dps", "reconstruct: expected method posterior|dps, got '",
+                c.method, "'");
+  AMBIENT_CHECK(c.samples >= 1, "reconstruct: expected at least one sample per slice, got ", c.samples);
+  AMBIENT_CHECK(maps.sizes() == scan.ksp.sizes(), "reconstruct: coil maps ", shape_string(maps.sizes().vec()),
+                " do not match the k-space ", shape_string(scan.ksp.sizes().vec()));
+  const double eta = c.noise_var > 0 ? c.noise_var : (scan.prewhitened ? 1.0 : estimate_noise_var(scan));
+  const int64_t s = scan.slices(), batch = slices_per_batch(c, scan);
+  const auto m = scan.kspace_mask();
+  // Slices go through in batches so that memory stays bounded for any volume (K × batch items at a time, not
+  // K × S). A batch's noise comes from its own seed; the first batch keeps the run's seed, so a scan that fits
+  // one batch reconstructs exactly as before batching existed.
+  std::vector<Reconstruction> parts;
+  for (int64_t first = 0; first < s; first += batch) {
+    const int64_t n = std::min(batch, s - first);
+    const uint64_t seed = first == 0 ? c.seed : mri::derive_seed(c.seed, mri::SeedStream::recon_slices, first);
+    const int64_t offset = (first / batch) * c.posterior.schedule.steps;
+    SamplerMonitor shifted;
+    if (monitor) shifted = [&](int64_t step, double sigma) { monitor(offset + step, sigma); };
+    parts.push_back(reconstruct_batch(model, scan.ksp.narrow(0, first, n), m.narrow(0, first, n),
+                                      maps.narrow(0, first, n), eta, c, seed, shifted));
+  }
+  if (parts.size() == 1) return parts[0];
+  Reconstruction r;
+  std::vector<torch::Tensor> means, stds, scales;
+  for (const auto& p : parts) means.push_back(p.mean), stds.push_back(p.std), scales.push_back(p.scale);
+  r.mean = torch::cat(means);
+  r.std = torch::cat(stds);
+  r.scale = torch::cat(scales);
   return r;
 }
 

@@ -219,12 +219,16 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
   }
 
   // Second pass: place lines. Sums and counts let repeated lines (repetitions, averages) be averaged.
+  // Calibration k-space of its own is needed only where calibration-only lines exist (separate or interleaved
+  // reference); embedded calibration lines are imaging lines, and a second volume for them would double the memory.
+  bool calib_only_lines = false;
+  for (auto& a : acqs) calib_only_lines = calib_only_lines || flag(a, ISMRMRD::ISMRMRD_ACQ_IS_PARALLEL_CALIBRATION);
   auto sum = torch::zeros({n_slices, coils, ny, nx_enc}, torch::kComplexFloat);
-  auto cal = torch::zeros_like(sum);
+  auto cal = calib_only_lines ? torch::zeros_like(sum) : torch::Tensor();
   auto n_img = torch::zeros({n_slices, ny}, torch::kInt);
   auto n_cal = torch::zeros({n_slices, ny}, torch::kInt);
   auto ps = reinterpret_cast<std::complex<float>*>(sum.data_ptr());
-  auto pc = reinterpret_cast<std::complex<float>*>(cal.data_ptr());
+  auto pc = calib_only_lines ? reinterpret_cast<std::complex<float>*>(cal.data_ptr()) : nullptr;
   auto ai = n_img.accessor<int, 2>();
   auto ac = n_cal.accessor<int, 2>();
   Geometry geo;
@@ -264,7 +268,7 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
       const size_t base = ((s * coils + c) * ny + ky) * nx_enc + x0;
       for (int64_t k = first; k < last; ++k) {
         if (!calib_only) ps[base + k] += p[c * ns + k];
-        if (calib_only || calib_too) pc[base + k] += p[c * ns + k];
+        if (pc && (calib_only || calib_too)) pc[base + k] += p[c * ns + k];
       }
     }
     if (!calib_only) ai[s][ky] += 1;
@@ -297,15 +301,18 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
   scan.format = "ismrmrd";
   scan.source = path;
   auto denom = [](const torch::Tensor& n) { return n.clamp_min(1).to(torch::kFloat).reshape({n.size(0), 1, n.size(1), 1}); };
-  scan.ksp = sum / denom(n_img);
+  scan.ksp = sum.div_(denom(n_img));  // in place: the volume is the largest thing here
+  sum = torch::Tensor();
   scan.mask = n_img > 0;
   const bool has_calib = n_cal.sum().item<int64_t>() > 0;
   if (has_calib) {
-    auto cal_avg = cal / denom(n_cal);
-    auto cal_lines = (n_cal > 0).reshape({n_slices, 1, ny, 1});
     // Calibration-only lines (separate or interleaved reference) live in calib_ksp; imaging lines stay in ksp.
     scan.calib = n_cal > 0;
-    if ((scan.calib & ~scan.mask).any().item<bool>()) scan.calib_ksp = torch::where(cal_lines, cal_avg, scan.ksp);
+    if (calib_only_lines && (scan.calib & ~scan.mask).any().item<bool>()) {
+      auto cal_lines = (n_cal > 0).reshape({n_slices, 1, ny, 1});
+      scan.calib_ksp = torch::where(cal_lines, cal.div_(denom(n_cal)), scan.ksp);
+    }
+    cal = torch::Tensor();
   } else {
     scan.calib = torch::zeros_like(scan.mask);
     for (int64_t s = 0; s < n_slices; ++s) scan.calib[s] = central_run(scan.mask[s]);
@@ -325,6 +332,7 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
       offset += ns;
     }
     scan.noise = t;
+    std::vector<ISMRMRD::Acquisition>().swap(acqs);  // every line is placed: free the raw data before whitening
     if (opt.prewhiten) {
       // White noise variance scales with 1 / dwell time: rescale the noise covariance to the data's bandwidth.
       const double scale = (noise_dwell > 0 && data_dwell > 0) ? static_cast<double>(noise_dwell) / data_dwell : 1.0;

@@ -26,6 +26,10 @@ struct ReconstructConfig {
   /// The network sees at most this many of the samples × slices at a time (<= 0: all at once). Results do not
   /// depend on it; on CPU small batches are faster per item (docs/performance.md).
   int64_t network_batch = 4;
+  /// Slices sampled together (their K samples each in one batch); memory grows with it, not with the volume.
+  /// <= 0: as many as keep one K × C × ny × nx tensor of the batch under 256 MB (slices_per_batch). A scan that fits
+  /// one batch gives the same result for any value; beyond that, each batch draws its noise from its own seed.
+  int64_t slice_batch = 0;
   /// posterior: the reconstruction is the mean over samples of each chain's last conditional mean E[x0 | x(σ_min), y]
   /// (samplers.hpp, PosteriorDraw) rather than of the samples themselves; the --std map comes from the samples
   /// either way. The same chains, a lower-variance estimate of the posterior mean: with the shipped ambient model
@@ -46,7 +50,11 @@ struct Reconstruction {
   torch::Tensor scale; ///< [slice]: the intensity scale each slice was divided by
 };
 
-/// Reconstructs every slice of `scan` with coil maps `maps` [slice, coil, ky, kx]; `monitor` sees each step.
+/// The slices that `reconstruct` samples together for this scan (config.slice_batch, or the memory rule).
+int64_t slices_per_batch(const ReconstructConfig& config, const mri::Scan& scan);
+
+/// Reconstructs every slice of `scan` with coil maps `maps` [slice, coil, ky, kx], slices_per_batch at a time;
+/// `monitor` sees each step, counted over the batches (steps × number of batches in all).
 Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const torch::Tensor& maps,
                            const ReconstructConfig& config, const SamplerMonitor& monitor = nullptr);
 
