@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (tests/fuzz: scan = ISMRMRD/fastMRI HDF5, cfl, checkpoint) with clang,
 # ASan and UBSan into build-fuzz/, and runs each for SECONDS on a seed corpus of valid files made by the normal build.
-#   scripts/fuzz.sh [SECONDS=60] [HARNESS...]
+#   scripts/fuzz.sh [SECONDS=60] [HARNESS...]      (FUZZ_SEED=N: libFuzzer's -seed, for a repeatable run)
 # Corpora grow in out/fuzz/corpus_NAME; a crashing input lands in out/fuzz/crashes_NAME (keep it as a regression
 # input under tests/fuzz/regressions/NAME/ once fixed). Prints executions and crashes per harness; exits 1 on a crash.
 set -euo pipefail
@@ -51,7 +51,7 @@ for h in "${HARNESSES[@]}"; do
   fork=(); [ "$h" = checkpoint ] && fork=(-fork=1 -ignore_crashes=1)
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
     build-fuzz/tests/fuzz/fuzz_"$h" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=4096 -max_len=1048576 \
-    "${fork[@]}" -artifact_prefix="$O/crashes_$h/" "$O/corpus_$h" > "$log" 2>&1 || status=1
+    "${fork[@]}" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -artifact_prefix="$O/crashes_$h/" "$O/corpus_$h" > "$log" 2>&1 || status=1
   execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
   [ -n "$execs" ] || execs=$(grep -ao '^#[0-9]*' "$log" | tail -1 | tr -d '#')
   crashes=$(find "$O/crashes_$h" -type f | wc -l)

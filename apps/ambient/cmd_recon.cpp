@@ -64,7 +64,7 @@ int run_recon(const std::vector<std::string>& args) {
        "it, the speed and memory do")
       ("slice-batch", po::value(&rc.slice_batch)->default_value(rc.slice_batch),
        "posterior | dps: slices sampled together, which bounds memory for any volume; 0: as many as keep one "
-       "batch tensor under 256 MB (docs/reliability.md). Volumes larger than one batch give other (equally valid) "
+       "batch tensor under 128 MB (docs/reliability.md). Volumes larger than one batch give other (equally valid) "
        "samples for another value")
       ("steps", po::value(&rc.posterior.schedule.steps)->default_value(-1),
        "sampler steps; -1: the model's default")

@@ -2,6 +2,8 @@
 // posterior reconstruction must beat CG-SENSE by far, which checks scaling, coil maps, noise handling and batching.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
 #include "ambient/diffusion/trainer.hpp"
@@ -190,4 +192,66 @@ TEST(Reconstruct, DefaultsComeFromWhatTheCheckpointSays) {
     EXPECT_EQ(d.posterior.gamma_floor, plain.posterior.gamma_floor) << name;
   }
   EXPECT_THROW(defaults_for(test::scratch("missing.pt")), ambient::Error);
+}
+
+namespace {
+
+// E[x0 | x] for the prior N(0, v I): batch-size agnostic, so any grouping of slices can be compared.
+struct GaussianDenoiser : DenoiserModule {
+  double v = 0.05;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) override {
+    return x * (v / (v + sigma.square().reshape({-1, 1, 1, 1})));
+  }
+  int64_t cond_channels() const override { return 0; }
+  std::string kind() const override { return "gaussian"; }
+  std::string config_string() const override { return "gaussian"; }
+  std::shared_ptr<DenoiserModule> fresh_copy() const override { return std::make_shared<GaussianDenoiser>(*this); }
+};
+
+}  // namespace
+
+// Memory must not grow with the volume: slices go through slice_batch at a time. A scan that fits one batch gives
+// exactly the one-batch result; smaller batches give other draws of the same posterior, deterministically.
+TEST(Reconstruct, SlicesGoThroughInMemoryBoundedBatches) {
+  mri::SimulateConfig sc;
+  sc.matrix = 32;
+  sc.count = 3;
+  sc.coils = 2;
+  sc.center_fraction = 0.25;
+  auto sim = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc);
+  const auto& scan = sim.scan;
+  auto maps = mri::espirit_maps_batch(scan.calibration_kspace(), scan.calib, mri::EspiritConfig{});
+  auto prior = std::make_shared<GaussianDenoiser>();
+  ReconstructConfig rc;
+  rc.samples = 2;
+  rc.posterior.schedule.steps = 3;
+  EXPECT_EQ(slices_per_batch(rc, scan), 3) << "a small scan should fit one batch";
+  const auto whole = reconstruct(prior, scan, maps, rc);
+  rc.slice_batch = 3;
+  EXPECT_TRUE(torch::equal(reconstruct(prior, scan, maps, rc).mean, whole.mean));
+  rc.slice_batch = 1;
+  std::vector<int64_t> steps;
+  const auto one = reconstruct(prior, scan, maps, rc, [&](int64_t step, double) { steps.push_back(step); });
+  EXPECT_EQ(one.mean.sizes(), whole.mean.sizes());
+  EXPECT_EQ(one.std.sizes(), whole.std.sizes());
+  EXPECT_TRUE(torch::allclose(one.scale, whole.scale)) << "the per-slice scale must not depend on the batch";
+  EXPECT_TRUE(torch::equal(reconstruct(prior, scan, maps, rc).mean, one.mean)) << "batches must be deterministic";
+  // The monitor counts steps over all batches, in order, to steps × batches.
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps.back(), 3 * rc.posterior.schedule.steps);
+  EXPECT_TRUE(std::is_sorted(steps.begin(), steps.end()));
+  // Other noise, the same posterior: the means agree to within the sampling spread.
+  const double diff = (one.mean - whole.mean).abs().mean().item<double>();
+  const double spread = whole.std.mean().item<double>() + one.std.mean().item<double>();
+  EXPECT_GT(diff, 0.0) << "each batch should draw its own noise";
+  EXPECT_LT(diff, 2 * spread + 1e-6 * whole.mean.abs().mean().item<double>());
+
+  // The automatic rule: one K × C × ny × nx tensor of a batch stays under 128 MB (16 slices at 128², 8 coils, K = 8).
+  mri::Scan big;
+  big.ksp = torch::zeros({40, 8, 128, 128}, torch::kComplexFloat);
+  ReconstructConfig d;
+  d.samples = 8;
+  EXPECT_EQ(slices_per_batch(d, big), 16);
+  d.slice_batch = 100;
+  EXPECT_EQ(slices_per_batch(d, big), 40);
 }

@@ -130,10 +130,11 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
 
 int64_t slices_per_batch(const ReconstructConfig& c, const mri::Scan& scan) {
   if (c.slice_batch > 0) return std::min<int64_t>(c.slice_batch, std::max<int64_t>(1, scan.slices()));
-  // Each slice's K samples hold K coil images of C × ny × nx complex64 in each of a few batch-sized tensors (the
-  // repeated maps, the data, the operator's work space); 256 MB for one of them keeps a recon near 2 GB.
+  // Each slice's K samples hold K coil images of C × ny × nx complex64 in each of about ten batch-sized tensors
+  // (the repeated maps, the data, the operator's work space). 128 MB for one of them keeps a 128² recon of any
+  // length to a few GB (docs/reliability.md, "Load") and still samples a 4-slice set at 192² in one batch.
   const double per_slice = 8.0 * std::max<int64_t>(1, c.samples) * scan.coils() * scan.ny() * scan.nx();
-  const auto fit = static_cast<int64_t>(256.0 * (1 << 20) / per_slice);
+  const auto fit = static_cast<int64_t>(128.0 * (1 << 20) / per_slice);
   return std::clamp<int64_t>(fit, 1, std::max<int64_t>(1, scan.slices()));
 }
 

@@ -27,7 +27,7 @@ struct ReconstructConfig {
   /// depend on it; on CPU small batches are faster per item (docs/performance.md).
   int64_t network_batch = 4;
   /// Slices sampled together (their K samples each in one batch); memory grows with it, not with the volume.
-  /// <= 0: as many as keep one K × C × ny × nx tensor of the batch under 256 MB (slices_per_batch). A scan that fits
+  /// <= 0: as many as keep one K × C × ny × nx tensor of the batch under 128 MB (slices_per_batch). A scan that fits
   /// one batch gives the same result for any value; beyond that, each batch draws its noise from its own seed.
   int64_t slice_batch = 0;
   /// posterior: the reconstruction is the mean over samples of each chain's last conditional mean E[x0 | x(σ_min), y]
