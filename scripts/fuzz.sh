@@ -47,6 +47,7 @@ status=0
 for h in "${HARNESSES[@]}"; do
   seed "$h"
   mkdir -p "$O/crashes_$h"
+  touch "$O/start_$h"  # crash inputs of earlier runs stay, but only this run's count
   log=$O/fuzz_$h.log
   fork=(); [ "$h" = checkpoint ] && fork=(-fork=1 -ignore_crashes=1)
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -54,7 +55,7 @@ for h in "${HARNESSES[@]}"; do
     "${fork[@]}" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -artifact_prefix="$O/crashes_$h/" "$O/corpus_$h" > "$log" 2>&1 || status=1
   execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
   [ -n "$execs" ] || execs=$(grep -ao '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-  crashes=$(find "$O/crashes_$h" -type f | wc -l)
+  crashes=$(find "$O/crashes_$h" -type f -newer "$O/start_$h" | wc -l)
   echo "fuzz_$h: ${SECONDS_EACH} s, ${execs:-?} executions, $crashes crash input(s) in $O/crashes_$h"
   [ "$crashes" -eq 0 ] || status=1
 done

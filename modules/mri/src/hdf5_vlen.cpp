@@ -143,10 +143,27 @@ bool vlen_layout(hid_t type, size_t address_size, size_t& element_size, std::vec
 
 }  // namespace
 
+void require_plausible_extent(hid_t ds, const std::string& path, const std::string& name) {
+  Handle type(H5Dget_type(ds), H5Tclose);
+  Handle space(H5Dget_space(ds), H5Sclose);
+  Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
+  AMBIENT_CHECK(type.get() >= 0 && space.get() >= 0 && dcpl.get() >= 0,
+                "HDF5 reader: cannot read the type and extent of ", name, " in ", path);
+  const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+  AMBIENT_CHECK(count >= 0, "HDF5 reader: cannot read the extent of ", name, " in ", path);
+  const long double bytes = static_cast<long double>(count) * static_cast<long double>(H5Tget_size(type.get()));
+  const bool filtered = H5Pget_layout(dcpl.get()) == H5D_CHUNKED && H5Pget_nfilters(dcpl.get()) > 0;
+  const long double room = static_cast<long double>(std::filesystem::file_size(path)) * (filtered ? 1032.0L : 1.0L);
+  AMBIENT_CHECK(H5Pget_layout(dcpl.get()) == H5D_COMPACT || bytes <= room, "HDF5 file damaged: dataset ", name,
+                " claims ", count, " elements (", static_cast<double>(bytes), " bytes), more than the file can hold (",
+                path, ")");
+}
+
 VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::string& name) {
   VlenLengths out;
   Handle ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   AMBIENT_CHECK(ds.get() >= 0, "HDF5 reader: cannot open dataset ", name, " in ", path);
+  require_plausible_extent(ds.get(), path, name);
   Handle type(H5Dget_type(ds.get()), H5Tclose);
   Handle space(H5Dget_space(ds.get()), H5Sclose);
   Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);

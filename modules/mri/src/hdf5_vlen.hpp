@@ -26,4 +26,10 @@ struct VlenLengths {
 /// naming `path` and what is damaged. Datasets without variable-length values return checked = true, no lengths.
 VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::string& name);
 
+/// A damaged extent (found by fuzzing: 8 million rows of which 7 are stored) makes HDF5 produce fill values for
+/// minutes, or a reader allocate what the file cannot hold. Throws ambient::Error naming `path` unless dataset `ds`
+/// (called `name`) can be stored in the file: its elements' bytes at most the file's size, or 1032 times it for
+/// filtered (compressed) storage, deflate's largest ratio.
+void require_plausible_extent(hid_t ds, const std::string& path, const std::string& name);
+
 }  // namespace ambient::mri::detail

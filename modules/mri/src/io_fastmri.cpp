@@ -107,6 +107,7 @@ Scan read_fastmri(const std::string& path, const ReadOptions& opt) {
   AMBIENT_CHECK(dims.size() == 3 || dims.size() == 4,
                 "fastMRI reader: expected 'kspace' (slices, coils, H, W) or (slices, H, W), got ", dims.size(),
                 " dimensions in ", path);
+  detail::require_plausible_extent(ds.get(), path, "kspace");  // before allocating what its extent claims
   const int64_t S = dims[0], C = dims.size() == 4 ? dims[1] : 1, H = dims[dims.size() - 2], W = dims.back();
   auto raw = torch::empty({S, C, H, W}, torch::kComplexFloat);
   H5Handle mtype(complex_type(), H5Tclose);
@@ -122,6 +123,7 @@ Scan read_fastmri(const std::string& path, const ReadOptions& opt) {
   torch::Tensor lines;
   if (has_link(file.get(), "mask")) {
     H5Handle md(H5Dopen2(file.get(), "mask", H5P_DEFAULT), H5Dclose);
+    detail::require_plausible_extent(md.get(), path, "mask");
     auto mdims = dims_of(md.get());
     hsize_t elements = 1;
     for (auto d : mdims) elements *= d;
