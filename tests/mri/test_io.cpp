@@ -423,10 +423,9 @@ TEST(Io, DamagedHdf5HeapsAreRefusedBeforeHdf5FollowsThem) {
   EXPECT_NE(e.find("acquisition 3 of"), std::string::npos) << e;
 }
 
-// The raw checks must read HDF5's own layout right: a user block shifts every address by its size, and a
-// contiguous variable-length string (h5py's default for ismrmrd_header) is read from its stored offset.
+// The raw checks must read HDF5's own layout right: a user block shifts every address by its size, and the
+// header string is read from contiguous storage (h5py's default for ismrmrd_header) and from a chunk.
 TEST(Io, FastmriHeaderStringIsCheckedThroughAUserBlock) {
-  const auto path = test::scratch("userblock.h5");
   auto ksp = test::random_complex({1, 2, 16, 16}, 11);
   const std::string xml =
       "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\"><experimentalConditions>"
@@ -435,37 +434,71 @@ TEST(Io, FastmriHeaderStringIsCheckedThroughAUserBlock) {
       "</fieldOfView_mm></encodedSpace><reconSpace><matrixSize><x>16</x><y>16</y><z>1</z></matrixSize>"
       "<fieldOfView_mm><x>321</x><y>200</y><z>5</z></fieldOfView_mm></reconSpace><encodingLimits/>"
       "<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>";
+  for (const bool chunked : {false, true}) {
+    SCOPED_TRACE(chunked ? "chunked" : "contiguous");
+    const auto path = test::scratch(chunked ? "userblock_chunked.h5" : "userblock.h5");
+    {
+      hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+      H5Pset_userblock(fcpl, 512);
+      hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+      hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
+      H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
+      H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+      hsize_t dims[4] = {1, 2, 16, 16};
+      hid_t sp = H5Screate_simple(4, dims, nullptr);
+      hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
+      H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+      hid_t st = H5Tcopy(H5T_C_S1);
+      H5Tset_size(st, H5T_VARIABLE);
+      const hsize_t one = 1;
+      hid_t ss = chunked ? H5Screate_simple(1, &one, nullptr) : H5Screate(H5S_SCALAR);
+      hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+      if (chunked) H5Pset_chunk(dcpl, 1, &one);
+      hid_t hd = H5Dcreate2(f, "ismrmrd_header", st, ss, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      const char* value = xml.c_str();
+      H5Dwrite(hd, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+      H5Dclose(hd), H5Pclose(dcpl), H5Sclose(ss), H5Tclose(st), H5Fclose(f), H5Pclose(fcpl);
+    }
+    const auto scan = mri::read_scan(path);
+    EXPECT_NEAR(scan.geometry.fov_mm[0], 321.0, 1e-3);  // the header reached the reader
+    // The string's heap object, one byte longer than its descriptor says, is refused.
+    auto b = file_bytes(path);
+    size_t collection = 0;
+    const auto objects = heap_objects(b, collection);
+    ASSERT_GE(objects.size(), 1u);
+    ASSERT_EQ(get_le(b, objects[0] + 8, 8), xml.size());
+    set_le(b, objects[0] + 8, 8, xml.size() + 1);
+    const auto bad = test::scratch("userblock_bad.h5");
+    put_bytes(bad, b);
+    const std::string e = read_error(bad);
+    EXPECT_NE(e.find("heap object holds"), std::string::npos) << e;
+  }
+}
+
+// An extent the file cannot hold (found by fuzzing: 8 million rows of which 7 were stored) is refused before HDF5
+// produces fill values for it or the reader allocates it.
+TEST(Io, Hdf5ExtentsMustFitTheFile) {
+  const auto path = test::scratch("huge_extent.h5");
   {
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    H5Pset_userblock(fcpl, 512);
-    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
     H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
     H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
-    hsize_t dims[4] = {1, 2, 16, 16};
+    hsize_t dims[4] = {1000000, 2, 16, 16}, chunk[4] = {1, 2, 16, 16};
     hid_t sp = H5Screate_simple(4, dims, nullptr);
-    hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
-    H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
-    hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, H5T_VARIABLE);
-    hid_t ss = H5Screate(H5S_SCALAR);
-    hid_t hd = H5Dcreate2(f, "ismrmrd_header", st, ss, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    const char* value = xml.c_str();
-    H5Dwrite(hd, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
-    H5Dclose(hd), H5Sclose(ss), H5Tclose(st), H5Fclose(f), H5Pclose(fcpl);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 4, chunk);
+    hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    auto one = test::random_complex({1, 2, 16, 16}, 12);
+    hid_t ms = H5Screate_simple(4, chunk, nullptr);
+    const hsize_t start[4] = {0, 0, 0, 0};
+    H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, nullptr, chunk, nullptr);
+    H5Dwrite(d, ct, ms, sp, H5P_DEFAULT, one.data_ptr());  // one slice of a million stored
+    H5Sclose(ms), H5Dclose(d), H5Pclose(dcpl), H5Sclose(sp), H5Tclose(ct), H5Fclose(f);
   }
-  const auto scan = mri::read_scan(path);
-  EXPECT_NEAR(scan.geometry.fov_mm[0], 321.0, 1e-3);  // the header reached the reader
-  // The string's heap object, one byte longer than its descriptor says, is refused.
-  auto b = file_bytes(path);
-  size_t collection = 0;
-  const auto objects = heap_objects(b, collection);
-  ASSERT_GE(objects.size(), 1u);
-  ASSERT_EQ(get_le(b, objects[0] + 8, 8), xml.size());
-  set_le(b, objects[0] + 8, 8, xml.size() + 1);
-  const auto bad = test::scratch("userblock_bad.h5");
-  put_bytes(bad, b);
-  const std::string e = read_error(bad);
-  EXPECT_NE(e.find("heap object holds"), std::string::npos) << e;
+  EXPECT_LT(fs::file_size(path), 1u << 20);
+  const std::string e = read_error(path);
+  EXPECT_NE(e.find("more than the file can hold"), std::string::npos) << e;
+  EXPECT_NE(e.find("huge_extent"), std::string::npos) << e;
 }
