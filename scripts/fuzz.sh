@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (tests/fuzz: scan = ISMRMRD/fastMRI HDF5, cfl, checkpoint) with clang,
 # ASan and UBSan into build-fuzz/, and runs each for SECONDS on a seed corpus of valid files made by the normal build.
-#   scripts/fuzz.sh [SECONDS=60] [HARNESS...]      (FUZZ_SEED=N: libFuzzer's -seed, for a repeatable run)
+#   scripts/fuzz.sh [SECONDS=60] [HARNESS...]      (FUZZ_SEED=N: libFuzzer's -seed)
+# FUZZ_RUNS=N makes a run repeatable, as CI needs (scripts/sanitized.sh): N executions per harness instead of
+# SECONDS, no -fork, from a fresh corpus of the seeds and the fixed findings only (FUZZ_SEED defaults to 1), so the
+# same code gives the same inputs on any machine.
 # Corpora grow in out/fuzz/corpus_NAME; a crashing input lands in out/fuzz/crashes_NAME (keep it as a regression
 # input under tests/fuzz/regressions/NAME/ once fixed). Prints executions and crashes per harness; exits 1 on a crash.
 set -euo pipefail
@@ -29,8 +32,8 @@ if [ ! -f "$S/done" ]; then  # small valid files of each format
     --attention "" --steps 1 --batch 1 --out "$S/model.pt" > /dev/null
   touch "$S/done"
 fi
-seed() {  # NAME: the harness's seed files into its corpus
-  local c=$O/corpus_$1
+seed() {  # NAME CORPUS: the harness's seed files into its corpus
+  local c=$2
   mkdir -p "$c"
   case $1 in
     scan) cp "$S/ismrmrd.h5" "$S/fastmri.h5" "$c/" ;;
@@ -50,18 +53,25 @@ seed() {  # NAME: the harness's seed files into its corpus
 # limit, so it is raised.
 status=0
 for h in "${HARNESSES[@]}"; do
-  seed "$h"
+  corpus=$O/corpus_$h
+  if [ -n "${FUZZ_RUNS:-}" ]; then
+    corpus=$O/fixed_corpus_$h
+    rm -rf "$corpus"
+  fi
+  seed "$h" "$corpus"
   mkdir -p "$O/crashes_$h"
   touch "$O/start_$h"  # crash inputs of earlier runs stay, but only this run's count
   log=$O/fuzz_$h.log
-  fork=(); [ "$h" = checkpoint ] && fork=(-fork=1 -ignore_crashes=1)
-  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    build-fuzz/tests/fuzz/fuzz_"$h" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=4096 -malloc_limit_mb=65536 -max_len=1048576 \
-    "${fork[@]}" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -artifact_prefix="$O/crashes_$h/" "$O/corpus_$h" > "$log" 2>&1 || status=1
+  budget=(-max_total_time="$SECONDS_EACH"); took="$SECONDS_EACH s"; fork=(); [ "$h" = checkpoint ] && fork=(-fork=1 -ignore_crashes=1)
+  [ -n "${FUZZ_RUNS:-}" ] && budget=(-runs="$FUZZ_RUNS") && fork=() && took="$FUZZ_RUNS runs" && FUZZ_SEED=${FUZZ_SEED:-1}
+  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    build-fuzz/tests/fuzz/fuzz_"$h" -timeout=30 -rss_limit_mb=4096 -malloc_limit_mb=65536 -max_len=1048576 \
+    "${fork[@]}" ${FUZZ_SEED:+-seed=$FUZZ_SEED} "${budget[@]}" -artifact_prefix="$O/crashes_$h/" "$corpus" > "$log" 2>&1 || status=1
   execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
   [ -n "$execs" ] || execs=$(grep -ao '^#[0-9]*' "$log" | tail -1 | tr -d '#')
   crashes=$(find "$O/crashes_$h" -type f -newer "$O/start_$h" | wc -l)
-  echo "fuzz_$h: ${SECONDS_EACH} s, ${execs:-?} executions, $crashes crash input(s) in $O/crashes_$h"
+  cov=$(grep -ao 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
+  echo "fuzz_$h: $took, ${execs:-?} executions, ${cov:-cov: ?}, $crashes crash input(s) in $O/crashes_$h"
   [ "$crashes" -eq 0 ] || status=1
 done
 exit $status

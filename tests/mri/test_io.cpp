@@ -158,6 +158,15 @@ TEST(Io, CflRejectsTruncatedData) {
   mri::write_cfl(base, test::random_complex({4, 4}, 1));
   fs::resize_file(base + ".cfl", 40);
   EXPECT_THROW(mri::read_cfl(base), ambient::Error);
+  // Dimensions whose product overflows 64 bits: 2^32 x 2^32 x 8 bytes wraps to 0, the size of an empty data file.
+  std::ofstream(base + ".hdr") << "# Dimensions\n4294967296 4294967296 1 1 1 1 1 1 1 1 1 1 1 1 1 1\n";
+  fs::resize_file(base + ".cfl", 0);
+  try {
+    mri::read_cfl(base);
+    FAIL() << "expected an error";
+  } catch (const ambient::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected over 2^62 bytes"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Io, NiftiRoundTripKeepsSpacingOriginAndDirection) {
@@ -501,4 +510,35 @@ TEST(Io, Hdf5ExtentsMustFitTheFile) {
   const std::string e = read_error(path);
   EXPECT_NE(e.find("more than the file can hold"), std::string::npos) << e;
   EXPECT_NE(e.find("huge_extent"), std::string::npos) << e;
+}
+
+// Variable-length values in compact storage (inside the object header) cannot be checked on disk before HDF5
+// follows them, so they are refused with a way out; libismrmrd and h5py never write them. (A fuzzed compact
+// dataset whose stored size was 0 made HDF5 read from a null buffer: tests/fuzz/regressions/scan/.)
+TEST(Io, CompactVariableLengthStorageIsRefused) {
+  const auto path = test::scratch("compact_header.h5");
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
+    H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
+    H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+    hsize_t dims[4] = {1, 2, 16, 16};
+    auto ksp = test::random_complex({1, 2, 16, 16}, 13);
+    hid_t sp = H5Screate_simple(4, dims, nullptr);
+    hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
+    H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, H5T_VARIABLE);
+    hid_t ss = H5Screate(H5S_SCALAR);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_layout(dcpl, H5D_COMPACT);
+    hid_t hd = H5Dcreate2(f, "ismrmrd_header", st, ss, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    const char* value = "<ismrmrdHeader/>";
+    H5Dwrite(hd, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+    H5Dclose(hd), H5Pclose(dcpl), H5Sclose(ss), H5Tclose(st), H5Fclose(f);
+  }
+  const std::string e = read_error(path);
+  EXPECT_NE(e.find("compact storage"), std::string::npos) << e;
+  EXPECT_NE(e.find("ismrmrd_header"), std::string::npos) << e;
 }

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
 
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
@@ -42,13 +43,16 @@ torch::Tensor read_cfl(const std::string& path) {
   }
   AMBIENT_CHECK(!dims.empty() && dims.size() <= kBartDims, "cfl reader: expected 1 to 16 dimensions, got ",
                 dims.size(), " in ", base, ".hdr");
-  int64_t n = 1;
-  for (auto d : dims) n *= d;
   const std::string data = base + ".cfl";
   AMBIENT_CHECK(std::filesystem::exists(data), "cfl reader: data file not found: ", data);
   const auto bytes = static_cast<int64_t>(std::filesystem::file_size(data));
-  AMBIENT_CHECK(bytes == n * 8, "cfl reader: expected ", n * 8, " bytes for dims ", shape_string(dims), ", got ",
-                bytes, " (truncated?) in ", data);
+  // The product is formed in long double first: dimensions from a damaged header overflow int64 (UB).
+  long double claimed = 8.0L;
+  for (auto d : dims) claimed *= static_cast<long double>(d);
+  AMBIENT_CHECK(claimed == static_cast<long double>(bytes), "cfl reader: expected ",
+                claimed < 0x1p62L ? std::to_string(static_cast<int64_t>(claimed)) : "over 2^62", " bytes for dims ",
+                shape_string(dims), ", got ", bytes, " (truncated?) in ", data);
+  const int64_t n = bytes / 8;
   while (dims.size() > 1 && dims.back() == 1) dims.pop_back();
   std::vector<int64_t> shape(dims.rbegin(), dims.rend());  // column-major (BART) = row-major with reversed dims
   auto t = torch::empty(shape, torch::kComplexFloat);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <string>
 
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
@@ -63,11 +64,17 @@ void check_nifti_payload(const std::string& path) {
                 dim[3], ", ...]");
   AMBIENT_CHECK(bitpix > 0 && bitpix % 8 == 0 && vox_offset >= 0 && vox_offset < 1e9, "NIfTI reader: ", path,
                 " has a damaged header: bitpix ", bitpix, ", vox_offset ", vox_offset);
-  uint64_t voxels = 1;
-  for (int i = 1; i <= dim[0]; ++i) voxels *= static_cast<uint64_t>(dim[i]);
-  const uint64_t offset = static_cast<uint64_t>(vox_offset), need = offset + voxels * (bitpix / 8);
-  AMBIENT_CHECK(raw.size() >= need, "NIfTI reader: ", path, " is truncated: its header promises ", voxels,
-                " voxels (", need, " bytes), the file holds ", raw.size(), " bytes");
+  long double claimed = 1.0L;  // seven dims of up to 32767 overflow 64 bits
+  for (int i = 1; i <= dim[0]; ++i) claimed *= static_cast<long double>(dim[i]);
+  const uint64_t offset = static_cast<uint64_t>(vox_offset);
+  const long double need = static_cast<long double>(offset) + claimed * (bitpix / 8);
+  const auto count = [](long double v) {
+    return v < 0x1p62L ? std::to_string(static_cast<int64_t>(v)) : std::string("over 2^62");
+  };
+  AMBIENT_CHECK(static_cast<long double>(raw.size()) >= need, "NIfTI reader: ", path,
+                " is truncated: its header promises ", count(claimed), " voxels (", count(need),
+                " bytes), the file holds ", raw.size(), " bytes");
+  const auto voxels = static_cast<uint64_t>(claimed);
   auto count_bad = [&](auto zero) {
     using T = decltype(zero);
     int64_t bad = 0;
