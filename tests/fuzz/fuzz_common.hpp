@@ -7,17 +7,24 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
 namespace ambient::fuzz {
 
+// AMBIENT_FUZZ_DIR names the folder (scripts/fuzz.sh sets it for repeatable runs: the path reaches comparisons
+// that libFuzzer traces, so a random name would change the inputs it tries); otherwise a fresh one under /tmp.
 inline const std::string& scratch() {
   static const std::string dir = [] {
+    torch::set_num_threads(1);
+    if (const char* fixed = std::getenv("AMBIENT_FUZZ_DIR"); fixed != nullptr && *fixed != 0) {
+      std::filesystem::create_directories(fixed);
+      return std::string(fixed);
+    }
     char tmpl[] = "/tmp/ambient-fuzz-XXXXXX";
     const char* made = mkdtemp(tmpl);
     if (made == nullptr) std::abort();
-    torch::set_num_threads(1);
     return std::string(made);
   }();
   return dir;

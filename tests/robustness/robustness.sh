@@ -154,11 +154,12 @@ done
 for f in faults/ref_*.nii.gz; do run_readers refuse layout "$f" "${ref_readers[@]:0:2}"; done
 for f in faults/ckpt_*.pt; do run_readers refuse layout "$f" "${ckpt_readers[@]}"; done
 
-# Inputs the fuzzers found (tests/fuzz/regressions, scripts/fuzz.sh), each once a crash.
-for f in "$HERE"/../fuzz/regressions/scan/* "$HERE"/../fuzz/regressions/checkpoint/*; do
+# Inputs the fuzzers found (tests/fuzz/regressions, scripts/fuzz.sh), each once a crash; and inputs that crash
+# inside HDF5 itself (tests/fuzz/third_party), which `ambient` must turn into its one error line.
+for f in "$HERE"/../fuzz/regressions/scan/* "$HERE"/../fuzz/regressions/checkpoint/* "$HERE"/../fuzz/third_party/*.h5; do
   [ -f "$f" ] || continue
   case $f in
-    */scan/*) cp "$f" "faults/fuzz_$(basename "$f")"; run_readers refuse fuzzed "faults/fuzz_$(basename "$f")" "${scan_readers[0]}" "${scan_readers[3]}" ;;
+    */scan/* | */third_party/*) cp "$f" "faults/fuzz_$(basename "$f")"; run_readers refuse fuzzed "faults/fuzz_$(basename "$f")" "${scan_readers[0]}" "${scan_readers[3]}" ;;
     */checkpoint/*) cp "$f" "faults/fuzz_$(basename "$f")"; run_readers refuse fuzzed "faults/fuzz_$(basename "$f")" "${ckpt_readers[0]}" "${ckpt_readers[2]}" ;;
   esac
 done

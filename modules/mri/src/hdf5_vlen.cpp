@@ -141,6 +141,58 @@ bool vlen_layout(hid_t type, size_t address_size, size_t& element_size, std::vec
   return true;
 }
 
+// Whether a stored datatype is laid out consistently: compound members inside the compound, arrays the size of
+// their elements. HDF5 1.10.8 converts a damaged compound by the member offsets it records, without checking them
+// against the sizes, and copies out of bounds (a fuzz finding, through libismrmrd's acquisition read).
+std::string type_damage(hid_t type, int depth) {
+  const size_t size = H5Tget_size(type);
+  if (size == 0) return "a datatype of 0 bytes";
+  if (depth > 16) return "datatypes nested more than 16 deep";
+  const H5T_class_t cls = H5Tget_class(type);
+  if (cls == H5T_INTEGER || cls == H5T_FLOAT) {  // the bits must lie inside the bytes
+    const size_t precision = H5Tget_precision(type);
+    const int offset = H5Tget_offset(type);
+    if (precision == 0 || offset < 0 || precision + static_cast<size_t>(offset) > 8 * size)
+      return "a number of " + std::to_string(precision) + " bits at bit " + std::to_string(offset) + " of " +
+             std::to_string(size) + " bytes";
+    if (cls == H5T_FLOAT) {
+      size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+      if (H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) < 0 || esize == 0 || esize > 32 ||
+          spos >= precision || epos + esize > precision || mpos + msize > precision)
+        return "a floating-point type whose sign, exponent and mantissa do not fit its " +
+               std::to_string(precision) + " bits";
+    }
+  } else if (cls == H5T_COMPOUND) {
+    const int n = H5Tget_nmembers(type);
+    if (n < 0) return "a compound whose members cannot be read";
+    for (int i = 0; i < n; ++i) {
+      Handle m(H5Tget_member_type(type, static_cast<unsigned>(i)), H5Tclose);
+      if (m.get() < 0) return "a compound member whose type cannot be read";
+      const size_t offset = H5Tget_member_offset(type, static_cast<unsigned>(i)), bytes = H5Tget_size(m.get());
+      if (offset > size || bytes > size - offset)
+        return "a compound member of " + std::to_string(bytes) + " bytes at byte " + std::to_string(offset) +
+               " of a " + std::to_string(size) + "-byte compound";
+      if (auto why = type_damage(m.get(), depth + 1); !why.empty()) return why;
+    }
+  } else if (cls == H5T_ARRAY) {
+    const int rank = H5Tget_array_ndims(type);
+    if (rank < 1 || rank > 32) return "an array type of rank " + std::to_string(rank);
+    hsize_t dims[32] = {};
+    H5Tget_array_dims2(type, dims);
+    Handle base(H5Tget_super(type), H5Tclose);
+    if (base.get() < 0) return "an array type without an element type";
+    long double bytes = static_cast<long double>(H5Tget_size(base.get()));
+    for (int i = 0; i < rank; ++i) bytes *= static_cast<long double>(dims[i]);
+    if (bytes != static_cast<long double>(size)) return "an array type whose elements do not fill its size";
+    return type_damage(base.get(), depth + 1);
+  } else if (cls == H5T_VLEN) {
+    Handle base(H5Tget_super(type), H5Tclose);
+    if (base.get() < 0) return "a sequence type without an element type";
+    return type_damage(base.get(), depth + 1);
+  }
+  return "";
+}
+
 }  // namespace
 
 void require_plausible_extent(hid_t ds, const std::string& path, const std::string& name) {
@@ -151,6 +203,8 @@ void require_plausible_extent(hid_t ds, const std::string& path, const std::stri
                 "HDF5 reader: cannot read the type and extent of ", name, " in ", path);
   const hssize_t count = H5Sget_simple_extent_npoints(space.get());
   AMBIENT_CHECK(count >= 0, "HDF5 reader: cannot read the extent of ", name, " in ", path);
+  const std::string damage = type_damage(type.get(), 0);
+  AMBIENT_CHECK(damage.empty(), "HDF5 file damaged: the datatype of ", name, " holds ", damage, " (", path, ")");
   const long double bytes = static_cast<long double>(count) * static_cast<long double>(H5Tget_size(type.get()));
   const bool filtered = H5Pget_layout(dcpl.get()) == H5D_CHUNKED && H5Pget_nfilters(dcpl.get()) > 0;
   const long double room = static_cast<long double>(std::filesystem::file_size(path)) * (filtered ? 1032.0L : 1.0L);
@@ -188,6 +242,12 @@ VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::s
   if (!vlen_layout(type.get(), address_size, element_size, members)) return out;
   out.members = members.size();
   for (const Member& m : members) out.names.push_back(m.name);
+  // A damaged compound type can place a member's descriptor beyond the element's end (a fuzz finding: the walk
+  // below then read out of bounds).
+  for (const Member& m : members)
+    AMBIENT_CHECK(m.offset <= element_size && 4 + address_size + 4 <= element_size - m.offset,
+                  "HDF5 file damaged: member '", m.name, "' of ", name, " lies at byte ", m.offset,
+                  " of an element of ", element_size, " bytes (", path, ")");
   if (members.empty()) {
     out.checked = true;
     return out;
@@ -206,8 +266,11 @@ VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::s
         const auto length = static_cast<uint32_t>(little_endian(d, 4));
         const uint64_t address = little_endian(d + 4, address_size);
         const auto index = static_cast<uint32_t>(little_endian(d + 4 + address_size, 4));
-        out.lengths[(first + e) * members.size() + m] = length;
-        if (address == 0) continue;  // a null value: HDF5 reads nothing
+        // A null value (address 0) reads as an empty sequence whatever its stored length: what HDF5 will hand
+        // over is what is recorded (a fuzzed row with a null address and a matching length made libismrmrd
+        // copy the header's samples x channels from a null pointer).
+        out.lengths[(first + e) * members.size() + m] = address == 0 ? 0 : length;
+        if (address == 0) continue;
         const uint64_t object = heap.object_size(address, index);
         AMBIENT_CHECK(object == static_cast<uint64_t>(length) * members[m].base_size, "HDF5 file damaged: element ",
                       first + e, " of ", name, " says ", length, " values, its heap object holds ", object,
