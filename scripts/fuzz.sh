@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (tests/fuzz: scan = ISMRMRD/fastMRI HDF5, cfl, checkpoint) with clang,
 # ASan and UBSan into build-fuzz/, and runs each for SECONDS on a seed corpus of valid files made by the normal build.
-#   scripts/fuzz.sh [SECONDS=60] [HARNESS...]      (FUZZ_SEED=N: libFuzzer's -seed)
+#   scripts/fuzz.sh [SECONDS=60] [HARNESS...]      (FUZZ_SEED=N: libFuzzer's -seed; FUZZ_FORK=1: keep going after a
+#   crash, as the checkpoint harness always does)
 # FUZZ_RUNS=N makes a run repeatable, as CI needs (scripts/sanitized.sh): N executions per harness instead of
 # SECONDS, no -fork, from a fresh corpus of the seeds and the fixed findings only, with FUZZ_SEED (default 1), a
 # fixed scratch folder and address-space randomisation off, so that the same code tries the same inputs on any
 # machine.
 # Corpora grow in out/fuzz/corpus_NAME; a crashing input lands in out/fuzz/crashes_NAME (keep it as a regression
-# input under tests/fuzz/regressions/NAME/ once fixed, or under tests/fuzz/open/ until then). Prints executions
+# input under tests/fuzz/regressions/NAME/ once fixed). Prints executions
 # and crashes per harness; exits 1 on a crash. With FUZZ_RUNS, a crash inside HDF5, libismrmrd or libtorch that the
 # normal build's `ambient` survives is counted apart (out/fuzz/third_party_NAME) and the run goes on (below).
 set -euo pipefail
@@ -43,10 +44,9 @@ seed() {  # NAME CORPUS: the harness's seed files into its corpus
     cfl) { cat "$S/scan.hdr"; printf '\0'; cat "$S/scan.cfl"; } > "$c/scan" ;;
     checkpoint) cp "$S/model.pt" "$c/" ;;
   esac
-  # Fixed findings join the corpus. The checkpoint finding is a crash inside libtorch's TorchScript parser under
-  # ASan (the normal build refuses that file with an error, tests/robustness replays it), so it stays out, and the
-  # checkpoint harness runs with -fork so that it keeps going after such crashes, counting them.
-  [ "$1" != checkpoint ] && [ -d "tests/fuzz/regressions/$1" ] && cp tests/fuzz/regressions/"$1"/* "$c/" 2> /dev/null
+  # Fixed findings join the corpus. The checkpoint harness runs with -fork when fuzzing by time, so that it keeps
+  # going after crashes inside libtorch's TorchScript parser, counting them.
+  [ -d "tests/fuzz/regressions/$1" ] && cp tests/fuzz/regressions/"$1"/* "$c/" 2> /dev/null
   return 0
 }
 # Memory: a finding is a process whose resident memory passes 4 GB. A single large allocation that is never
@@ -100,7 +100,7 @@ for h in "${HARNESSES[@]}"; do
   touch "$O/start_$h"  # crash inputs of earlier runs stay, but only this run's count
   log=$O/fuzz_$h.log
   : > "$log"
-  budget=(-max_total_time="$SECONDS_EACH"); took="$SECONDS_EACH s"; fork=(); [ "$h" = checkpoint ] && fork=(-fork=1 -ignore_crashes=1)
+  budget=(-max_total_time="$SECONDS_EACH"); took="$SECONDS_EACH s"; fork=(); { [ "$h" = checkpoint ] || [ -n "${FUZZ_FORK:-}" ]; } && fork=(-fork=1 -ignore_crashes=1)
   left=${FUZZ_RUNS:-0} seed_now=${FUZZ_SEED:-1} execs=0 third=0 crashes=0
   while :; do
     [ -n "${FUZZ_RUNS:-}" ] && budget=(-runs="$left" -seed="$seed_now") && fork=() && took="$FUZZ_RUNS runs"

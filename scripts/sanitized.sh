@@ -7,14 +7,17 @@
 #      run replays locally (fuzz_scan and fuzz_checkpoint repeat exactly; fuzz_cfl drifts after ~1000 runs),
 #   3. runs the robustness suite against the sanitised `ambient`: any sanitizer report fails its case.
 # Exploratory fuzzing (by time, random seeds, corpora that grow) finds new bugs at random and so is not in CI: run
-# scripts/fuzz.sh SECONDS by hand and keep what it finds (tests/fuzz/open/, then tests/fuzz/regressions/).
+# scripts/fuzz.sh SECONDS by hand and keep what it finds (tests/fuzz/regressions/ once fixed, tests/fuzz/third_party/
+# for crashes inside HDF5 that ambient contains).
 #   scripts/sanitized.sh      (SANITIZED_RUNS_SCAN/_CFL/_CHECKPOINT: executions per harness; FUZZ_SEED, default 1)
 # Needs the normal build first (scripts/setup.sh): the seed corpus is made with it and io_image.cpp's object comes
 # from it (Debian's ITK headers accept only GCC).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Builds the harnesses and makes the seed corpus; 1 execution each is a smoke test of the harness itself.
-FUZZ_RUNS=1 scripts/fuzz.sh > /dev/null
+smoke=$(mktemp)
+FUZZ_RUNS=1 scripts/fuzz.sh > "$smoke" 2>&1 || { cat "$smoke"; echo "sanitized: building or smoke-testing the harnesses failed"; exit 1; }
+rm -f "$smoke"
 cmake --build build-fuzz -j"$(nproc)" --target ambient
 
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
@@ -23,9 +26,6 @@ status=0
 for h in scan cfl checkpoint; do
   d=tests/fuzz/regressions/$h
   [ -d "$d" ] || continue
-  # The checkpoint finding crashes inside libtorch's (uninstrumented, ASan-intolerant) TorchScript parser when fed
-  # from memory by the harness; the robustness suite below replays it through the sanitised `ambient` instead.
-  [ "$h" = checkpoint ] && continue
   n=$(find "$d" -type f | wc -l)
   if build-fuzz/tests/fuzz/fuzz_"$h" -rss_limit_mb=4096 -malloc_limit_mb=65536 "$d"/* > "out/fuzz/replay_$h.log" 2>&1
   then echo "replay fuzz_$h: $n fixed finding(s), none crashes"

@@ -558,3 +558,33 @@ TEST(IoDeathTest, CrashInsideHdf5IsOneErrorLine) {
       ::testing::ExitedWithCode(1), "ambient: error: the HDF5 reader crashed \\(SIGFPE\\) while reading .*"
       "hdf5_datatype_copy_sigfpe.h5: the file is damaged");
 }
+
+// Every fixed fuzz finding (tests/fuzz/regressions/scan/) is refused with an ambient::Error by the normal build as
+// well, each with the check that caught it named in its message.
+TEST(Io, FuzzFindingsAreRefusedWithTheirCheck) {
+  const std::vector<std::pair<std::string, std::string>> findings = {
+      {"hdf5_chunk_larger_than_type.h5", "a compound member of 2 bytes"},
+      {"hdf5_compact_storage_size_0.h5", "in 0 bytes of storage"},
+      {"hdf5_compact_xml_4gb.h5", "in 16 bytes of storage"},
+      {"hdf5_compound_member_beyond_size.h5", "a compound member of 128 bytes"},
+      {"hdf5_damaged_float_in_head.h5", "floating-point type"},
+      {"hdf5_extent_8m_fill_rows.h5", "more than the file can hold"},
+      {"hdf5_heap_free_space_loop.h5", "has an impossible size, 0"},
+      {"hdf5_local_heap_free_list_loop.h5", "loops back to offset 24"},
+      {"hdf5_member_beyond_element.h5", "a compound member of 16 bytes"},
+      {"hdf5_root_header_4gb_malloc.h5", "cannot open HDF5 file"},
+      {"hdf5_vlen_length_6gb.h5", "outside the file"},
+      {"ismrmrd_bad_free.h5", "outside the file"},
+      {"ismrmrd_exception_use_after_free.h5", "of every ISMRMRD acquisition header member"},
+      {"ismrmrd_head_member_renamed.h5", "of every ISMRMRD acquisition header member"},
+  };
+  const std::string dir = AMBIENT_SOURCE_DIR "/tests/fuzz/regressions/scan/";
+  size_t on_disk = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) on_disk += entry.is_regular_file();
+  EXPECT_EQ(on_disk, findings.size()) << "a finding was added to " << dir << " without a line here";
+  for (const auto& [file, why] : findings) {
+    const std::string e = read_error(dir + file);
+    EXPECT_FALSE(e.empty()) << file << " was read without an error";
+    EXPECT_NE(e.find(why), std::string::npos) << file << ": " << e;
+  }
+}

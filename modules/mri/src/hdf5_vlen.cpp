@@ -2,6 +2,8 @@
 // with plain file I/O, following the HDF5 file format specification (version 2 / 3 superblocks, global heap version 1).
 #include "hdf5_vlen.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -341,6 +343,67 @@ VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::s
     out.checked = true;
   }
   return out;
+}
+
+void check_local_heaps(const std::string& path, uint64_t base, size_t length_size, size_t address_size) {
+  if (length_size == 0 || length_size > 8 || address_size == 0 || address_size > 8) return;
+  const uint64_t eof = std::filesystem::file_size(path);
+  std::ifstream in(path, std::ios::binary);
+  AMBIENT_CHECK(in.good(), "HDF5 check: cannot open ", path);
+  const size_t header = 8 + 2 * length_size + address_size;
+  auto read_at = [&](uint64_t at, size_t n, std::vector<unsigned char>& out) {
+    out.assign(n, 0);
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(at));
+    in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(n));
+    return in.good();
+  };
+  auto walk = [&](uint64_t at) {  // the heap whose header starts at file byte `at`
+    std::vector<unsigned char> h;
+    if (!read_at(at, header, h) || h[4] != 0 || h[5] != 0 || h[6] != 0 || h[7] != 0) return;  // not a heap header
+    const uint64_t size = little_endian(h.data() + 8, length_size);
+    const uint64_t head = little_endian(h.data() + 8 + length_size, length_size);
+    const uint64_t data = little_endian(h.data() + 8 + 2 * length_size, address_size);
+    const uint64_t none = length_size == 8 ? ~0ull : (1ull << (8 * length_size)) - 1;  // "no free list"
+    if (head == none) return;
+    AMBIENT_CHECK(data <= eof && base <= eof - data && size <= eof - base - data, "HDF5 file damaged: the local "
+                  "heap at byte ", at, " claims a data segment of ", size, " bytes at byte ", data,
+                  ", outside the file (", path, ")");
+    std::vector<unsigned char> segment;
+    AMBIENT_CHECK(read_at(base + data, size, segment), "HDF5 check: cannot read ", path, " at byte ", base + data);
+    std::vector<bool> seen(size, false);
+    for (uint64_t block = head; block != 1;) {  // HDF5 ends the list with offset 1
+      AMBIENT_CHECK(block < size && 2 * length_size <= size - block && !seen[block], "HDF5 file damaged: the free "
+                    "list of the local heap at byte ", at, " ", block < size && seen[block] ? "loops back to" :
+                    "points outside its data segment at", " offset ", block, " (", path, ")");
+      seen[block] = true;
+      const uint64_t next = little_endian(segment.data() + block, length_size);
+      const uint64_t bytes = little_endian(segment.data() + block + length_size, length_size);
+      AMBIENT_CHECK(next != 0 && bytes <= size - block, "HDF5 file damaged: a free block of the local heap at byte ",
+                    at, " has a size of ", bytes, " at offset ", block, " of ", size, " (", path, ")");
+      block = next;
+    }
+  };
+  // Find the signatures: reading in blocks that overlap by the signature's length less one.
+  constexpr size_t kBlock = 1 << 22;
+  std::vector<char> buf(kBlock + 3);
+  size_t carried = 0;
+  for (uint64_t offset = 0; offset < eof;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, eof - offset));
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(buf.data() + carried, static_cast<std::streamsize>(want));
+    const size_t got = carried + static_cast<size_t>(in.gcount());
+    if (in.gcount() <= 0) break;
+    const uint64_t start = offset - carried;  // file byte of buf[0]
+    std::vector<uint64_t> found;
+    for (size_t i = 0; i + 4 <= got; ++i)
+      if (buf[i] == 'H' && buf[i + 1] == 'E' && buf[i + 2] == 'A' && buf[i + 3] == 'P') found.push_back(start + i);
+    offset += static_cast<uint64_t>(in.gcount());
+    carried = std::min<size_t>(3, got);
+    std::memmove(buf.data(), buf.data() + got - carried, carried);
+    for (uint64_t at : found) walk(at);
+  }
 }
 
 }  // namespace ambient::mri::detail

@@ -32,4 +32,12 @@ VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::s
 /// filtered (compressed) storage, deflate's largest ratio.
 void require_plausible_extent(hid_t ds, const std::string& path, const std::string& name);
 
+/// HDF5 1.10.8 walks a group's local heap free list (the heap that holds link names in files of the original
+/// format, as h5py and libismrmrd write) without looking for a cycle: a damaged file whose list points back made it
+/// allocate a node per step until memory ran out (a 12 KB fuzzed file: 22 GB, then the OOM killer). This finds every
+/// local heap in the file (signature "HEAP", version 0) and walks its free list first: each block inside the data
+/// segment, of a size that fits, every offset seen once, the list ending. `base` is the user block's size,
+/// `length_size` and `address_size` the file's. Throws ambient::Error naming `path`. Reads the file once.
+void check_local_heaps(const std::string& path, uint64_t base, size_t length_size, size_t address_size);
+
 }  // namespace ambient::mri::detail

@@ -108,9 +108,16 @@ bool acquisition_sizes_agree(hid_t file, const std::string& path, const std::str
   return ok;
 }
 
+// The members of ISMRMRD 1.x's AcquisitionHeader, as libismrmrd writes and reads them.
+constexpr const char* kAcquisitionHeaderFields[] = {
+    "version", "flags", "measurement_uid", "scan_counter", "acquisition_time_stamp", "physiology_time_stamp",
+    "number_of_samples", "available_channels", "active_channels", "channel_mask", "discard_pre", "discard_post",
+    "center_sample", "encoding_space_ref", "trajectory_dimensions", "sample_time_us", "position", "read_dir",
+    "phase_dir", "slice_dir", "patient_table_position", "idx", "user_int", "user_float"};
+
 // ISMRMRD's reader trusts /GROUP/data to hold its acquisition type and reads out of bounds (a crash) when it holds
-// anything else, so the layout is checked first with HDF5 itself: a compound with 'head' and a variable-length
-// 'data' member.
+// anything else, so the layout is checked first with HDF5 itself: a compound with a 'head' that holds every
+// header member and a variable-length 'data' member.
 void require_acquisition_layout(const std::string& path, const std::string& group) {
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   AMBIENT_CHECK(file >= 0, "ISMRMRD reader: cannot open as HDF5 (truncated or damaged?): ", path);
@@ -127,6 +134,12 @@ void require_acquisition_layout(const std::string& path, const std::string& grou
         const hid_t member = H5Tget_member_type(type, static_cast<unsigned>(data));
         ok = member >= 0 && H5Tget_class(member) == H5T_VLEN;
         if (member >= 0) H5Tclose(member);
+        // libismrmrd converts the header by member name and leaves a member the file lacks unset: a fuzzed file
+        // whose 'number_of_samples' was renamed made it copy an uninitialised count from a null pointer.
+        const hid_t h = H5Tget_member_type(type, static_cast<unsigned>(head));
+        ok = ok && h >= 0 && H5Tget_class(h) == H5T_COMPOUND;
+        for (const char* field : kAcquisitionHeaderFields) ok = ok && H5Tget_member_index(h, field) >= 0;
+        if (h >= 0) H5Tclose(h);
       }
     }
     if (type >= 0) H5Tclose(type);
@@ -141,7 +154,7 @@ void require_acquisition_layout(const std::string& path, const std::string& grou
                 "trajectory length disagrees with its header's samples, channels and trajectory dimensions");
   if (!present) return;  // no acquisitions: reported below, with the header's context
   AMBIENT_CHECK(ok, "ISMRMRD reader: ", name, " in ", path, " is not a table of ISMRMRD acquisitions (expected a "
-                "compound with 'head' and variable-length 'data')");
+                "compound with a 'head' of every ISMRMRD acquisition header member and variable-length 'data')");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "ambient/mri/error.hpp"
 #include "hdf5_locking.hpp"
+#include "hdf5_vlen.hpp"
 #include "ambient/mri/io.hpp"
 
 namespace ambient::mri {
@@ -91,6 +92,20 @@ std::string detect_format(const std::string& path, const ReadOptions& opt) {
                 "is it truncated?");
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   AMBIENT_CHECK(f >= 0, "scan: cannot open HDF5 file ", path, " (truncated?)");
+  try {  // before the first link lookup: HDF5 follows a looping free list for ever
+    size_t address_size = 0, length_size = 0;
+    hsize_t user_block = 0;
+    const hid_t fcpl = H5Fget_create_plist(f);
+    if (fcpl >= 0) {
+      H5Pget_sizes(fcpl, &address_size, &length_size);
+      H5Pget_userblock(fcpl, &user_block);
+      H5Pclose(fcpl);
+    }
+    detail::check_local_heaps(path, user_block, length_size, address_size);
+  } catch (...) {
+    H5Fclose(f);
+    throw;
+  }
   const std::string data = "/" + opt.ismrmrd_group + "/data";
   const bool ismrmrd = H5Lexists(f, ("/" + opt.ismrmrd_group).c_str(), H5P_DEFAULT) > 0 &&
                        H5Lexists(f, data.c_str(), H5P_DEFAULT) > 0;
