@@ -66,7 +66,8 @@ class ReadingHdf5 {
 
 void exit_cleanly_on_reader_crash() {
   if (g_handler_installed.exchange(true)) return;
-  // Its own stack, so that a stack overflow (HDF5 recursing through a cyclic datatype) is reported too.
+  // Its own stack, so that a stack overflow (HDF5 recursing through a cyclic datatype) on the calling thread, the
+  // main thread of a command-line program, is reported too.
   static char stack[1 << 16];
   stack_t ss{};
   ss.ss_sp = stack;
