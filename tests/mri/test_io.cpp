@@ -284,14 +284,24 @@ TEST(Io, IsmrmrdHonoursEncodingLimitCentresAndAsymmetricEcho) {
   EXPECT_FALSE(scan.prewhitened);  // no noise scan in this file
 }
 
+namespace {
+
+// fastMRI's complex64 on disk: a compound of two floats, r and i. The caller closes it.
+hid_t complex_type() {
+  hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
+  H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
+  H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+  return ct;
+}
+
+}  // namespace
+
 TEST(Io, FastmriSingleCoilWithH5pyBoolMask) {
   const auto path = test::scratch("singlecoil.h5");
   auto ksp = test::random_complex({2, 20, 16}, 9);  // (slices, H = kx, W = ky)
   {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
-    H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
-    H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+    hid_t ct = complex_type();
     hsize_t dims[3] = {2, 20, 16};
     hid_t sp = H5Screate_simple(3, dims, nullptr);
     hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -491,9 +501,7 @@ TEST(Io, Hdf5ExtentsMustFitTheFile) {
   const auto path = test::scratch("huge_extent.h5");
   {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
-    H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
-    H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+    hid_t ct = complex_type();
     hsize_t dims[4] = {1000000, 2, 16, 16}, chunk[4] = {1, 2, 16, 16};
     hid_t sp = H5Screate_simple(4, dims, nullptr);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -519,9 +527,7 @@ TEST(Io, CompactVariableLengthStorageIsRefused) {
   const auto path = test::scratch("compact_header.h5");
   {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
-    H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
-    H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
+    hid_t ct = complex_type();
     hsize_t dims[4] = {1, 2, 16, 16};
     auto ksp = test::random_complex({1, 2, 16, 16}, 13);
     hid_t sp = H5Screate_simple(4, dims, nullptr);
