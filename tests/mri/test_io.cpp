@@ -294,6 +294,16 @@ hid_t complex_type() {
   return ct;
 }
 
+// A fastMRI 'kspace' dataset in file f holding ksp, [slices, coils, H, W] complex64, contiguous.
+void write_kspace(hid_t f, const torch::Tensor& ksp) {
+  hid_t ct = complex_type();
+  std::vector<hsize_t> dims(ksp.sizes().begin(), ksp.sizes().end());
+  hid_t sp = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.contiguous().data_ptr());
+  H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+}
+
 }  // namespace
 
 TEST(Io, FastmriSingleCoilWithH5pyBoolMask) {
@@ -460,14 +470,7 @@ TEST(Io, FastmriHeaderStringIsCheckedThroughAUserBlock) {
       hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
       H5Pset_userblock(fcpl, 512);
       hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-      hid_t ct = H5Tcreate(H5T_COMPOUND, 8);
-      H5Tinsert(ct, "r", 0, H5T_NATIVE_FLOAT);
-      H5Tinsert(ct, "i", 4, H5T_NATIVE_FLOAT);
-      hsize_t dims[4] = {1, 2, 16, 16};
-      hid_t sp = H5Screate_simple(4, dims, nullptr);
-      hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-      H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
-      H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+      write_kspace(f, ksp);
       hid_t st = H5Tcopy(H5T_C_S1);
       H5Tset_size(st, H5T_VARIABLE);
       const hsize_t one = 1;
@@ -527,13 +530,7 @@ TEST(Io, CompactVariableLengthStorageIsRefused) {
   const auto path = test::scratch("compact_header.h5");
   {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t ct = complex_type();
-    hsize_t dims[4] = {1, 2, 16, 16};
-    auto ksp = test::random_complex({1, 2, 16, 16}, 13);
-    hid_t sp = H5Screate_simple(4, dims, nullptr);
-    hid_t d = H5Dcreate2(f, "kspace", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(d, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, ksp.data_ptr());
-    H5Dclose(d), H5Sclose(sp), H5Tclose(ct);
+    write_kspace(f, test::random_complex({1, 2, 16, 16}, 13));
     hid_t st = H5Tcopy(H5T_C_S1);
     H5Tset_size(st, H5T_VARIABLE);
     hid_t ss = H5Screate(H5S_SCALAR);
