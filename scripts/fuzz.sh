@@ -62,7 +62,10 @@ seed() {  # NAME CORPUS: the harness's seed files into its corpus
 # time-out or an out-of-memory is a finding, and the run fails.
 classify() {  # LOG: prints "ours" or "third-party"
   local frame
-  frame=$(grep -aE '^ +#[0-9]+ ' "$1" | grep -avE '__interceptor_|__asan|__sanitizer|sysdeps|libc\.so|libc_start|in (memcpy|memmove|memset|strlen|strcmp|memcmp) ' | head -1)
+  # A frame in the harness binary with no source line is the sanitizer runtime (its interceptors: strdup, memcpy,
+  # malloc ...) or libFuzzer; our code is built with debug information and shows FILE:LINE.
+  frame=$(grep -aE '^ +#[0-9]+ ' "$1" | grep -avE '__interceptor_|__asan|__sanitizer|sysdeps|libc\.so|libc_start' |
+    grep -avE '\(/[^ ]*/fuzz_[a-z]+\+0x[0-9a-f]+\)' | head -1)
   if grep -aqE 'runtime error:|libFuzzer: (timeout|out-of-memory|deadly signal|malloc)' "$1" && ! grep -aq 'AddressSanitizer' "$1"; then
     echo ours
   elif echo "$frame" | grep -aqE '\((/usr)?/lib/x86_64-linux-gnu/lib(hdf5|ismrmrd|torch|c10)[^/]*\.so'; then

@@ -100,6 +100,82 @@ TEST(TensorFile, DamagedOrForeignFilesGiveClearErrors) {
   EXPECT_FALSE(std::filesystem::exists(scratch("ints.bin")));
 }
 
+// The zip records of a real LibTorch archive, which check_zip_integrity must read as LibTorch's miniz does.
+uint64_t get_le(const std::string& b, size_t at, int width) {
+  uint64_t v = 0;
+  for (int i = width - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b.at(at + i));
+  return v;
+}
+void put_le(std::string& b, size_t at, int width, uint64_t v) {
+  for (int i = 0; i < width; ++i, v >>= 8) b.at(at + i) = static_cast<char>(v & 0xFF);
+}
+std::string zip_refusal(const std::string& bytes) {
+  try {
+    check_zip_integrity(bytes, "archive");
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+TEST(ZipCheck, ReadsTheArchiveLibTorchReadsAndRefusesEveryDisagreement) {
+  torch::serialize::OutputArchive out;  // long code entries (deflated) and tensor entries (stored)
+  for (int i = 0; i < 64; ++i) out.write("value_" + std::to_string(i), c10::IValue(int64_t{i}));
+  out.write("w", torch::randn({16, 16}));
+  const auto path = scratch("archive.pt");
+  out.save_to(path);
+  const auto good = bytes_of(path);
+  EXPECT_EQ(zip_refusal(good), "");
+  const size_t eocd = good.rfind(std::string("PK\x05\x06", 4));
+  ASSERT_NE(eocd, std::string::npos);
+  ASSERT_GE(eocd, 20u);
+  ASSERT_EQ(good.substr(eocd - 20, 4), std::string("PK\x06\x07", 4)) << "LibTorch writes zip64 records";
+  const size_t zip64 = get_le(good, eocd - 20 + 8, 8), cd = get_le(good, zip64 + 48, 8);
+  const auto has = [](const std::string& refusal, const char* text) {
+    return refusal.find(text) != std::string::npos;
+  };
+
+  // The fuzzed checkpoints: the 32-bit end record says 0 entries, the zip64 record that LibTorch reads says 67.
+  auto no_entries = good;
+  put_le(no_entries, eocd + 8, 2, 0);
+  put_le(no_entries, eocd + 10, 2, 0);
+  EXPECT_TRUE(has(zip_refusal(no_entries), "records disagree")) << zip_refusal(no_entries);
+  auto elsewhere = good;  // both records agree on a directory that is not where the entries are
+  put_le(elsewhere, zip64 + 48, 8, cd - 4);
+  if (get_le(good, eocd + 16, 4) != 0xFFFFFFFFu) put_le(elsewhere, eocd + 16, 4, cd - 4);
+  EXPECT_TRUE(has(zip_refusal(elsewhere), "central directory entry 0")) << zip_refusal(elsewhere);
+  auto longer = good;  // a directory size that its entries do not fill
+  put_le(longer, zip64 + 40, 8, get_le(good, zip64 + 40, 8) - 1);
+  if (get_le(good, eocd + 12, 4) != 0xFFFFFFFFu) put_le(longer, eocd + 12, 4, get_le(good, eocd + 12, 4) - 1);
+  EXPECT_TRUE(has(zip_refusal(longer), "runs past the directory")) << zip_refusal(longer);
+  auto empty = good;
+  put_le(empty, zip64 + 24, 8, 0);
+  put_le(empty, zip64 + 32, 8, 0);
+  if (get_le(good, eocd + 10, 2) != 0xFFFF) put_le(empty, eocd + 8, 2, 0), put_le(empty, eocd + 10, 2, 0);
+  EXPECT_TRUE(has(zip_refusal(empty), "no entries")) << zip_refusal(empty);
+
+  // One byte changed inside a stored entry and inside a deflated one (LibTorch checks neither CRC).
+  int stored = 0, deflated = 0;
+  for (size_t at = cd, e = 0; e < get_le(good, zip64 + 32, 8); ++e) {
+    const uint64_t method = get_le(good, at + 10, 2), size = get_le(good, at + 20, 4), local = get_le(good, at + 42, 4);
+    const uint64_t data = local + 30 + get_le(good, local + 26, 2) + get_le(good, local + 28, 2);
+    if (size > 8 && ((method == 0 && stored == 0) || (method == 8 && deflated == 0))) {
+      auto flipped = good;
+      flipped[data + size / 2] = static_cast<char>(flipped[data + size / 2] ^ 0x10);
+      const auto why = zip_refusal(flipped);
+      EXPECT_TRUE(has(why, "fails its CRC-32 check") || has(why, "not a complete deflate stream"))
+          << "method " << method << ": " << why;
+      auto other_method = good;
+      put_le(other_method, at + 10, 2, 12);  // bzip2
+      EXPECT_TRUE(has(zip_refusal(other_method), "compression method 12")) << zip_refusal(other_method);
+      ++(method == 0 ? stored : deflated);
+    }
+    at += 46 + get_le(good, at + 28, 2) + get_le(good, at + 30, 2) + get_le(good, at + 32, 2);
+  }
+  EXPECT_EQ(stored, 1);
+  EXPECT_EQ(deflated, 1) << "expected LibTorch to deflate the long code entry";
+}
+
 TEST(SliceTrainer, RandomPhaseIsSmoothAndBounded) {
   torch::manual_seed(3);
   auto phase = random_smooth_phase(6, 32, 32, 1.5, torch::TensorOptions());

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/trainer.hpp"
@@ -186,6 +187,32 @@ TEST(Trainer, BadCheckpointsGiveClearErrors) {
   const auto junk = scratch("junk.pt");
   { std::ofstream(junk) << "not a checkpoint"; }
   EXPECT_THROW(load_denoiser(junk), ambient::Error);
+}
+
+// Every fixed fuzz finding of the checkpoint reader (tests/fuzz/regressions/checkpoint/) is refused with an
+// ambient::Error by the normal build, each by the check that caught it, before LibTorch parses the archive (all
+// three crashed LibTorch's TorchScript parser: SIGSEGV).
+TEST(Trainer, FuzzFindingsAreRefusedWithTheirCheck) {
+  const std::map<std::string, std::string> findings = {
+      {"stored_entry_crc_torchscript_segv.pt", "fails its CRC-32 check"},
+      {"zip64_records_disagree_asan_segv.pt", "records disagree: 0 vs 753 entries"},
+      {"zip64_records_disagree_segv.pt", "records disagree: 0 vs 753 entries"},
+  };
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(AMBIENT_SOURCE_DIR "/tests/fuzz/regressions/checkpoint")) {
+    const auto name = entry.path().filename().string();
+    const auto expected = findings.find(name);
+    ASSERT_NE(expected, findings.end()) << name << ": a new finding needs its line here";
+    ++seen;
+    try {
+      (void)describe_checkpoint(entry.path().string());
+      ADD_FAILURE() << name << " was read";
+    } catch (const ambient::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected->second), std::string::npos) << name << ": " << e.what();
+    }
+    EXPECT_THROW((void)load_denoiser(entry.path().string()), ambient::Error) << name;
+  }
+  EXPECT_EQ(seen, static_cast<int>(findings.size()));
 }
 
 TEST(Trainer, AmbientObjectiveTrainsANetworkWithoutMaskInput) {

@@ -5,6 +5,7 @@
 #include <ismrmrd/dataset.h>
 #include <ismrmrd/xml.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -560,6 +561,27 @@ TEST(IoDeathTest, CrashInsideHdf5IsOneErrorLine) {
       },
       ::testing::ExitedWithCode(1), "ambient: error: the HDF5 reader crashed \\(SIGFPE\\) while reading .*"
       "hdf5_datatype_copy_sigfpe.h5: the file is damaged");
+}
+
+// The scope names the innermost reader; outside every scope a crash is the signal it always was.
+TEST(IoDeathTest, ReaderCrashScopesNestAndEndWithTheirReader) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_EXIT(
+      {
+        mri::exit_cleanly_on_reader_crash();
+        const mri::ReaderCrashScope outer("outer reader", "a.bin", "outer advice");
+        { const mri::ReaderCrashScope inner("inner reader", "b.bin", "inner advice"); }
+        raise(SIGSEGV);
+      },
+      ::testing::ExitedWithCode(1), "^ambient: error: the outer reader crashed \\(SIGSEGV\\) while reading a.bin: "
+      "outer advice\n$");
+  EXPECT_EXIT(
+      {
+        mri::exit_cleanly_on_reader_crash();
+        { const mri::ReaderCrashScope scope("a reader", "a.bin", "advice"); }
+        raise(SIGSEGV);
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
 }
 
 // Every fixed fuzz finding (tests/fuzz/regressions/scan/) is refused with an ambient::Error by the normal build as

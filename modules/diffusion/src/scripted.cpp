@@ -9,12 +9,16 @@
 
 #include "ambient/diffusion/tensor_file.hpp"
 #include "ambient/mri/error.hpp"
+#include "ambient/mri/reader_crash.hpp"
 
 namespace ambient::diffusion {
 
 ScriptedDenoiserImpl::ScriptedDenoiserImpl(std::string archive) : archive_(std::move(archive)) {
   check_zip_integrity(archive_, "TorchScript archive");
   std::istringstream in(archive_);
+  const mri::ReaderCrashScope scope("TorchScript parser (LibTorch 1.13)", "a TorchScript archive",
+                                    "the archive is damaged, or its code is not TorchScript that LibTorch 1.13 reads; "
+                                    "export the model again with torch.jit.script(...).save(...)");
   try {
     module_ = std::make_unique<torch::jit::Module>(torch::jit::load(in));
   } catch (const c10::Error& e) {

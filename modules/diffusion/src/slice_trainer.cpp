@@ -131,8 +131,8 @@ int64_t train_on_slices(const torch::Tensor& magnitudes, const UNetConfig& net, 
       for (size_t i = 0; i < ema_params.size(); ++i) ema_params[i].copy_(src[i]);
     }
     torch::serialize::InputArchive m, a;
-    m.load_from(out + ".model.pt", device);
-    a.load_from(out + ".adam.pt", device);
+    load_archive(m, out + ".model.pt", device);
+    load_archive(a, out + ".adam.pt", device);
     AMBIENT_CHECK(read_step(m, out + ".model.pt") == ema_step && read_step(a, out + ".adam.pt") == ema_step,
                   "resume: ", out, ", its .model.pt and .adam.pt are from different steps (interrupted while saving?)");
     model->load(m);

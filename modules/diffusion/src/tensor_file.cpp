@@ -1,6 +1,7 @@
 // Named tensors in a version-independent file (tensor_file.hpp).
 #include "ambient/diffusion/tensor_file.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
@@ -9,10 +10,13 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include "ambient/mri/error.hpp"
+#include "ambient/mri/reader_crash.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -149,33 +153,61 @@ void load_module_tensors(torch::nn::Module& m, const TensorFile& file, const std
 
 namespace {
 
-uint32_t crc32_of(const char* data, size_t n) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<uint8_t>(data[i])) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-// Little-endian fields of the zip format, bounds-checked.
+// Little-endian fields of the zip format, bounds-checked (offsets come from the file: up to 2^64).
 struct ZipBytes {
   const std::string& b;
   const std::string& name;
   uint64_t get(uint64_t at, int width) const {
-    AMBIENT_CHECK(at + width <= b.size(), name, ": damaged zip archive (a record runs past the end of the file; "
-                  "truncated?)");
+    AMBIENT_CHECK(at <= b.size() && static_cast<uint64_t>(width) <= b.size() - at, name,
+                  ": damaged zip archive (a record runs past the end of the file; truncated?)");
     uint64_t v = 0;
     for (int i = width - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[at + i]);
     return v;
   }
 };
+
+// CRC-32 and length of a stored or deflated entry's contents, inflating in pieces (no allocation of the size the
+// directory claims). Throws when the deflate stream is damaged or does not end inside the entry.
+std::pair<uint32_t, uint64_t> entry_crc(const char* data, uint64_t size, uint64_t method, uint64_t usize,
+                                        const std::string& entry, const std::string& name) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  if (method == 0) {
+    for (uint64_t done = 0; done < size;) {
+      const auto n = static_cast<uInt>(std::min<uint64_t>(size - done, 1u << 30));
+      crc = crc32(crc, reinterpret_cast<const Bytef*>(data + done), n);
+      done += n;
+    }
+    return {static_cast<uint32_t>(crc), size};
+  }
+  AMBIENT_CHECK(method == 8, name, ": entry '", entry, "' uses zip compression method ", method,
+                "; LibTorch archives store or deflate their entries");
+  z_stream zs{};
+  AMBIENT_CHECK(inflateInit2(&zs, -MAX_WBITS) == Z_OK, name, ": cannot start zlib's inflate");
+  std::array<Bytef, 1 << 16> out{};
+  uint64_t length = 0, consumed = 0;
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    if (zs.avail_in == 0 && consumed < size) {
+      const auto n = static_cast<uInt>(std::min<uint64_t>(size - consumed, 1u << 30));
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data + consumed));
+      zs.avail_in = n;
+      consumed += n;
+    }
+    zs.next_out = out.data();
+    zs.avail_out = static_cast<uInt>(out.size());
+    rc = inflate(&zs, Z_NO_FLUSH);
+    const uint64_t produced = out.size() - zs.avail_out;
+    crc = crc32(crc, out.data(), static_cast<uInt>(produced));
+    length += produced;
+    if (length > usize) break;  // more than the directory says: no need to inflate a bomb to the end
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0 && consumed == size) break;  // input ended before the stream did
+    if (rc == Z_BUF_ERROR) rc = Z_OK;
+  }
+  inflateEnd(&zs);
+  if (length > usize) return {static_cast<uint32_t>(crc), length};
+  AMBIENT_CHECK(rc == Z_STREAM_END, name, ": damaged file (entry '", entry, "' is not a complete deflate stream)");
+  return {static_cast<uint32_t>(crc), length};
+}
 
 }  // namespace
 
@@ -188,40 +220,68 @@ void check_zip_integrity(const std::string& bytes, const std::string& name) {
   for (int64_t at = static_cast<int64_t>(bytes.size()) - 22; at >= lowest && eocd < 0; --at)
     if (z.get(at, 4) == 0x06054b50) eocd = at;
   AMBIENT_CHECK(eocd >= 0, name, ": not a zip archive, or truncated (no end-of-central-directory record)");
-  uint64_t entries = z.get(eocd + 10, 2), cd_offset = z.get(eocd + 16, 4);
-  if (entries == 0xFFFF || cd_offset == 0xFFFFFFFFu) {  // zip64: the locator sits just before the record
-    AMBIENT_CHECK(eocd >= 20 && z.get(eocd - 20, 4) == 0x07064b50, name, ": damaged zip64 archive (no locator)");
+  const uint64_t disk = z.get(eocd + 4, 2), cd_disk = z.get(eocd + 6, 2);
+  uint64_t here = z.get(eocd + 8, 2), entries = z.get(eocd + 10, 2), cd_size = z.get(eocd + 12, 4),
+           cd_offset = z.get(eocd + 16, 4);
+  uint64_t cd_limit = eocd;  // the directory ends before the records that describe it
+  // LibTorch's miniz reads the zip64 record whenever its locator precedes the end record, whatever the 32-bit
+  // fields say; they must then agree with it (or hold the zip64 marker), or this check and LibTorch would read two
+  // different archives out of one file (found by fuzzing: 0 entries here, 753 there).
+  if (eocd >= 20 && z.get(eocd - 20, 4) == 0x07064b50) {
     const uint64_t rec = z.get(eocd - 20 + 8, 8);
-    AMBIENT_CHECK(z.get(rec, 4) == 0x06064b50, name, ": damaged zip64 archive (no zip64 directory record)");
-    entries = z.get(rec + 32, 8), cd_offset = z.get(rec + 48, 8);
+    AMBIENT_CHECK(rec <= static_cast<uint64_t>(eocd) - 20 && eocd - 20 - rec >= 56 && z.get(rec, 4) == 0x06064b50,
+                  name, ": damaged zip64 archive (no zip64 end-of-central-directory record where its locator points)");
+    const uint64_t here64 = z.get(rec + 24, 8), entries64 = z.get(rec + 32, 8), size64 = z.get(rec + 40, 8),
+                   offset64 = z.get(rec + 48, 8);
+    const auto agree = [](uint64_t narrow, uint64_t wide, uint64_t marker) { return narrow == marker || narrow == wide; };
+    AMBIENT_CHECK(agree(here, here64, 0xFFFF) && agree(entries, entries64, 0xFFFF) &&
+                      agree(cd_size, size64, 0xFFFFFFFFu) && agree(cd_offset, offset64, 0xFFFFFFFFu),
+                  name, ": damaged zip archive (its zip64 and end-of-central-directory records disagree: ", entries,
+                  " vs ", entries64, " entries, directory at ", cd_offset, " vs ", offset64, ")");
+    here = here64, entries = entries64, cd_size = size64, cd_offset = offset64, cd_limit = rec;
+  } else {
+    AMBIENT_CHECK(entries != 0xFFFF && cd_offset != 0xFFFFFFFFu && cd_size != 0xFFFFFFFFu, name,
+                  ": damaged zip64 archive (no zip64 locator before the end record)");
   }
+  AMBIENT_CHECK(disk == 0 && cd_disk == 0 && here == entries, name, ": damaged zip archive (its end record claims ",
+                "another disk, or ", here, " of ", entries, " entries on this one)");
+  AMBIENT_CHECK(entries > 0, name, ": damaged zip archive (no entries)");
+  AMBIENT_CHECK(cd_size <= cd_limit && cd_offset <= cd_limit - cd_size, name, ": damaged zip archive (a central ",
+                "directory of ", cd_size, " bytes at ", cd_offset, " runs past its end record at ", cd_limit, ")");
   uint64_t at = cd_offset;
   for (uint64_t e = 0; e < entries; ++e) {
-    AMBIENT_CHECK(z.get(at, 4) == 0x02014b50, name, ": damaged zip archive (central directory entry ", e, ")");
+    AMBIENT_CHECK(at + 46 <= cd_offset + cd_size && z.get(at, 4) == 0x02014b50, name,
+                  ": damaged zip archive (central directory entry ", e, ")");
     const uint64_t method = z.get(at + 10, 2), crc = z.get(at + 16, 4), name_len = z.get(at + 28, 2),
                    extra_len = z.get(at + 30, 2), comment_len = z.get(at + 32, 2);
-    uint64_t size = z.get(at + 20, 4), local = z.get(at + 42, 4);
+    uint64_t size = z.get(at + 20, 4), usize = z.get(at + 24, 4), local = z.get(at + 42, 4);
+    const uint64_t next = at + 46 + name_len + extra_len + comment_len;
+    AMBIENT_CHECK(next <= cd_offset + cd_size, name, ": damaged zip archive (central directory entry ", e,
+                  " runs past the directory)");
+    const std::string entry = bytes.substr(at + 46, name_len);
     // zip64 extra field (id 1): the 64-bit sizes and offset, for the fields that hold 0xFFFFFFFF, in this order.
-    const uint64_t usize = z.get(at + 24, 4);
+    const bool wide_usize = usize == 0xFFFFFFFFu, wide_size = size == 0xFFFFFFFFu, wide_local = local == 0xFFFFFFFFu;
     for (uint64_t x = at + 46 + name_len; x + 4 <= at + 46 + name_len + extra_len;) {
       const uint64_t id = z.get(x, 2), len = z.get(x + 2, 2);
       if (id == 1) {
         uint64_t f = x + 4;
-        if (usize == 0xFFFFFFFFu) f += 8;
-        if (size == 0xFFFFFFFFu) size = z.get(f, 8), f += 8;
-        if (local == 0xFFFFFFFFu) local = z.get(f, 8);
+        if (wide_usize) usize = z.get(f, 8), f += 8;
+        if (wide_size) size = z.get(f, 8), f += 8;
+        if (wide_local) local = z.get(f, 8);
       }
       x += 4 + len;
     }
     AMBIENT_CHECK(z.get(local, 4) == 0x04034b50, name, ": damaged zip archive (local header of entry ", e, ")");
     const uint64_t data = local + 30 + z.get(local + 26, 2) + z.get(local + 28, 2);
-    AMBIENT_CHECK(data + size <= bytes.size(), name, ": damaged zip archive (entry ", e, " runs past the end; "
-                  "truncated?)");
-    if (method == 0)
-      AMBIENT_CHECK(crc32_of(bytes.data() + data, size) == crc, name, ": damaged file (entry '",
-                    bytes.substr(at + 46, name_len), "' fails its CRC-32 check)");
-    at += 46 + name_len + extra_len + comment_len;
+    AMBIENT_CHECK(data <= bytes.size() && size <= bytes.size() - data, name, ": damaged zip archive (entry ", e,
+                  " runs past the end; truncated?)");
+    const auto [actual_crc, length] = entry_crc(bytes.data() + data, size, method, usize, entry, name);
+    AMBIENT_CHECK(actual_crc == crc && length == usize, name, ": damaged file (entry '", entry,
+                  "' fails its CRC-32 check)");
+    at = next;
   }
+  AMBIENT_CHECK(at == cd_offset + cd_size, name, ": damaged zip archive (its central directory holds ", cd_size,
+                " bytes, its ", entries, " entries ", at - cd_offset, ")");
 }
 
 void check_zip_file(const std::string& path) {
@@ -230,6 +290,21 @@ void check_zip_file(const std::string& path) {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   check_zip_integrity(bytes.str(), path);
+}
+
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path,
+                  c10::optional<torch::Device> device) {
+  AMBIENT_CHECK(std::filesystem::exists(path), "checkpoint: file not found: ", path);
+  check_zip_file(path);  // LibTorch's parser trusts the archive
+  const mri::ReaderCrashScope scope("checkpoint reader (LibTorch 1.13)", path,
+                                    "the file is damaged; train again, or resume from an earlier checkpoint");
+  try {
+    archive.load_from(path, device);
+  } catch (const c10::Error& e) {
+    fail("checkpoint: cannot read ", path, " (truncated or not an ambient checkpoint): ", e.what_without_backtrace());
+  } catch (const std::exception& e) {  // TorchScript's parse errors
+    fail("checkpoint: cannot read ", path, " (damaged or not an ambient checkpoint): ", e.what());
+  }
 }
 
 }  // namespace ambient::diffusion

@@ -73,16 +73,8 @@ int64_t read_value(torch::serialize::InputArchive& ar, const std::string& key, c
 }
 
 torch::serialize::InputArchive open_archive(const std::string& path) {
-  AMBIENT_CHECK(std::filesystem::exists(path), "checkpoint: file not found: ", path);
-  check_zip_file(path);  // LibTorch's parser trusts the archive
   torch::serialize::InputArchive ar;
-  try {
-    ar.load_from(path);
-  } catch (const c10::Error& e) {
-    fail("checkpoint: cannot read ", path, " (truncated or not an ambient checkpoint): ", e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    fail("checkpoint: cannot read ", path, " (damaged or not an ambient checkpoint): ", e.what());
-  }
+  load_archive(ar, path);
   const auto format = read_value<std::string>(ar, "format", path);
   AMBIENT_CHECK(format == kFormat, "checkpoint ", path, ": expected format '", kFormat, "', got '", format, "'");
   const auto version = read_value<int64_t>(ar, "version", path);
@@ -171,9 +163,8 @@ torch::Tensor zero_filled_channels(const Batch& b) {
 bool is_ambient_checkpoint(const std::string& path) {
   if (!std::filesystem::exists(path)) return false;
   try {
-    check_zip_file(path);
     torch::serialize::InputArchive ar;
-    ar.load_from(path);
+    load_archive(ar, path);
     c10::IValue v;
     return ar.try_read("format", v) && v.isString() && v.toStringRef() == kFormat;
   } catch (const std::exception&) {  // c10::Error, ambient::Error, TorchScript's parse errors

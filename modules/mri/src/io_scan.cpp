@@ -1,84 +1,28 @@
 // Format detection and the one read_scan() entry point.
 #include <hdf5.h>
-#include <signal.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
-#include <cstring>
 #include <filesystem>
 
 #include "ambient/mri/error.hpp"
 #include "hdf5_locking.hpp"
 #include "hdf5_vlen.hpp"
 #include "ambient/mri/io.hpp"
+#include "ambient/mri/reader_crash.hpp"
 
 namespace ambient::mri {
 
 namespace {
 
-// What the crash handler prints: prepared before each read, because a signal handler may only write() and _exit().
-char g_crash_message[2048];
-size_t g_crash_length = 0;
-std::atomic<int> g_reading{0};
-std::atomic<bool> g_handler_installed{false};
-
-void on_reader_crash(int sig) {
-  if (g_reading.load() == 0) {  // not ours to explain: die of the signal as before
-    signal(sig, SIG_DFL);
-    raise(sig);
-    return;
-  }
-  const char* name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : sig == SIGFPE ? "SIGFPE"
-                   : sig == SIGILL ? "SIGILL" : "SIGABRT";
-  const char prefix[] = "ambient: error: the HDF5 reader crashed (";
-  ssize_t ignored = write(STDERR_FILENO, prefix, sizeof prefix - 1);
-  ignored = write(STDERR_FILENO, name, std::strlen(name));
-  ignored = write(STDERR_FILENO, g_crash_message, g_crash_length);
-  (void)ignored;
-  _exit(1);
-}
-
-// Marks the HDF5 part of read_scan: a crash inside it is reported as a damaged file.
-class ReadingHdf5 {
+// Marks the HDF5 part of read_scan: a crash inside it is reported as a damaged file (reader_crash.hpp).
+class ReadingHdf5 : public ReaderCrashScope {
  public:
-  explicit ReadingHdf5(const std::string& path) {
-    if (!g_handler_installed.load()) return;
-    const std::string text = ") while reading " + path +
-                             ": the file is damaged (HDF5 1.10.8 trusts the sizes in its object headers); check it "
-                             "with h5dump or h5ls -r, or ask for a fresh copy of the scan\n";
-    g_crash_length = std::min(text.size(), sizeof g_crash_message);
-    std::memcpy(g_crash_message, text.data(), g_crash_length);
-    active_ = true;
-    ++g_reading;
-  }
-  ~ReadingHdf5() {
-    if (active_) --g_reading;
-  }
-  ReadingHdf5(const ReadingHdf5&) = delete;
-  ReadingHdf5& operator=(const ReadingHdf5&) = delete;
-
- private:
-  bool active_ = false;
+  explicit ReadingHdf5(const std::string& path)
+      : ReaderCrashScope("HDF5 reader", path,
+                         "the file is damaged (HDF5 1.10.8 trusts the sizes in its object headers); check it with "
+                         "h5dump or h5ls -r, or ask for a fresh copy of the scan") {}
 };
 
 }  // namespace
-
-void exit_cleanly_on_reader_crash() {
-  if (g_handler_installed.exchange(true)) return;
-  // Its own stack, so that a stack overflow (HDF5 recursing through a cyclic datatype) on the calling thread, the
-  // main thread of a command-line program, is reported too.
-  static char stack[1 << 16];
-  stack_t ss{};
-  ss.ss_sp = stack;
-  ss.ss_size = sizeof stack;
-  sigaltstack(&ss, nullptr);
-  struct sigaction sa {};
-  sa.sa_handler = on_reader_crash;
-  sa.sa_flags = SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
-}
 
 std::string detect_format(const std::string& path, const ReadOptions& opt) {
   namespace fs = std::filesystem;

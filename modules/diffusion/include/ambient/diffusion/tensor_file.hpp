@@ -38,6 +38,11 @@ TensorFile read_tensor_file(const std::string& path);
 void check_zip_integrity(const std::string& bytes, const std::string& name);
 /// The same for a file on disk.
 void check_zip_file(const std::string& path);
+/// Loads a LibTorch archive (an ambient checkpoint, a .model.pt or .adam.pt) from `path`: check_zip_file first,
+/// then LibTorch's reader inside an mri::ReaderCrashScope (a crash in its TorchScript parser reads as a damaged
+/// file in programs that asked for that). Missing files and LibTorch's errors throw ambient::Error naming `path`.
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path,
+                  c10::optional<torch::Device> device = c10::nullopt);
 
 /// The parameters and buffers of `m` by their dotted names, as float32 on the CPU.
 TensorFile module_tensors(torch::nn::Module& m);

@@ -7,6 +7,7 @@
 
 #include <torch/types.h>
 
+#include "ambient/mri/reader_crash.hpp"
 #include "ambient/mri/scan.hpp"
 
 namespace ambient::mri {
@@ -22,14 +23,10 @@ struct ReadOptions {
 
 /// "ismrmrd", "fastmri" or "cfl" from the file's content (HDF5 layout) or extension; throws if unknown.
 std::string detect_format(const std::string& path, const ReadOptions& options = {});
-/// Reads any supported scan file.
+/// Reads any supported scan file. Once a program has called exit_cleanly_on_reader_crash() (reader_crash.hpp), a
+/// crash inside HDF5 here is reported as a damaged file: HDF5 1.10.8 trusts sizes and counts in a damaged file's
+/// object headers before any of its API calls return, so no check of ours can come first.
 Scan read_scan(const std::string& path, const ReadOptions& options = {});
-/// For command-line programs, once at start-up: from then on a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)
-/// while read_scan reads an HDF5 file ends the process with one line, "ambient: error: the HDF5 reader crashed
-/// ... reading FILE ...", and exit status 1, instead of the signal. HDF5 1.10.8 trusts sizes and counts in a
-/// damaged file's object headers before any of its API calls return, so no check of ours can come first
-/// (docs/reliability.md). A crash anywhere else still kills the process as before.
-void exit_cleanly_on_reader_crash();
 
 Scan read_ismrmrd(const std::string& path, const ReadOptions& options = {});
 /// Writes only the sampled lines as acquisitions (calibration flags on calib lines), the noise scan as
