@@ -563,6 +563,25 @@ TEST(IoDeathTest, CrashInsideHdf5IsOneErrorLine) {
       "hdf5_datatype_copy_sigfpe.h5: the file is damaged");
 }
 
+// libismrmrd's global error stack holds pointers to messages that HDF5 frees; a read that left errors on it made
+// the next failed read's message a use-after-free (the two ismrmrd_stale_errors_* findings, read in that order by
+// one process). Every read, refused or not, must leave the stack empty.
+TEST(Io, IsmrmrdReadsLeaveTheLibrarysErrorStackEmpty) {
+  const std::string dir = AMBIENT_SOURCE_DIR "/tests/fuzz/regressions/scan/";
+  auto scan = small_scan();
+  const std::string good = test::scratch("stack_good.h5");
+  mri::write_ismrmrd(good, scan);
+  for (const std::string& path : std::vector<std::string>{dir + "ismrmrd_stale_errors_1_xml_refused.h5", good,
+                                                          dir + "ismrmrd_stale_errors_2_use_after_free.h5"}) {
+    try {
+      (void)mri::read_scan(path);
+    } catch (const Error&) {
+    }
+    EXPECT_FALSE(ISMRMRD::ismrmrd_pop_error(nullptr, nullptr, nullptr, nullptr, nullptr))
+        << path << " left errors on libismrmrd's stack";
+  }
+}
+
 // The scope names the innermost reader; outside every scope a crash is the signal it always was.
 TEST(IoDeathTest, ReaderCrashScopesNestAndEndWithTheirReader) {
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";
@@ -602,6 +621,8 @@ TEST(Io, FuzzFindingsAreRefusedWithTheirCheck) {
       {"ismrmrd_bad_free.h5", "outside the file"},
       {"ismrmrd_exception_use_after_free.h5", "of every ISMRMRD acquisition header member"},
       {"ismrmrd_head_member_renamed.h5", "of every ISMRMRD acquisition header member"},
+      {"ismrmrd_stale_errors_1_xml_refused.h5", "the XML header does not parse"},
+      {"ismrmrd_stale_errors_2_use_after_free.h5", "could not open group 'dataset' with an XML header"},
   };
   const std::string dir = AMBIENT_SOURCE_DIR "/tests/fuzz/regressions/scan/";
   size_t on_disk = 0;

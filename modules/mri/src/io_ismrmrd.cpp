@@ -47,6 +47,26 @@ void require_file(const std::string& path, const char* what) {
 // The ISMRMRD library prints every error it raises to stderr; ours carry its message already (e.what()).
 void quiet_ismrmrd_errors(const char*, int, const char*, int, const char*) {}
 
+// libismrmrd keeps one global stack of errors, holding *pointers* to their messages, some of them HDF5's, which
+// HDF5 frees soon after. Errors that nobody pops (pushed while a dataset closes after a read that we refused, say)
+// stay there, and the next failure's exception message (build_exception_string) reads them: a use-after-free once
+// one process reads several damaged files, as finetune does over a folder (found by fuzzing,
+// tests/fuzz/regressions/scan/ismrmrd_stale_errors_*.h5). Popping copies the pointers without reading them, so
+// each read starts and ends with an empty stack.
+class IsmrmrdErrorsDrained {
+ public:
+  IsmrmrdErrorsDrained() { drain(); }
+  ~IsmrmrdErrorsDrained() { drain(); }
+  IsmrmrdErrorsDrained(const IsmrmrdErrorsDrained&) = delete;
+  IsmrmrdErrorsDrained& operator=(const IsmrmrdErrorsDrained&) = delete;
+
+ private:
+  static void drain() {
+    while (ISMRMRD::ismrmrd_pop_error(nullptr, nullptr, nullptr, nullptr, nullptr)) {
+    }
+  }
+};
+
 // The library also trusts each acquisition's header: data and trajectory lengths that disagree with
 // number_of_samples, active_channels and trajectory_dimensions make it free memory it does not own (found by
 // fuzzing, tests/fuzz). Checked here row by row before the library reads anything: the stored lengths come from
@@ -165,6 +185,7 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   ISMRMRD::ismrmrd_set_error_handler(quiet_ismrmrd_errors);
   require_acquisition_layout(path, opt.ismrmrd_group);
+  const IsmrmrdErrorsDrained errors;  // outlives the dataset, whose closing may push errors
   std::unique_ptr<ISMRMRD::Dataset> d;
   std::string xml;
   try {
@@ -371,6 +392,7 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
 
 void write_ismrmrd(const std::string& path, const Scan& scan, const std::string& group) {
   validate(scan, "ISMRMRD writer");
+  const IsmrmrdErrorsDrained errors;
   const int64_t S = scan.slices(), C = scan.coils(), ny = scan.ny(), nx = scan.nx();
   AMBIENT_CHECK(C <= 65535 && nx <= 65535 && ny <= 65535, "ISMRMRD writer: sizes exceed 16-bit header fields");
   ISMRMRD::IsmrmrdHeader h;
