@@ -13,6 +13,9 @@
 #include <filesystem>
 #include <memory>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "ambient/mri/error.hpp"
 #include "hdf5_locking.hpp"
@@ -46,6 +49,44 @@ void require_file(const std::string& path, const char* what) {
 
 // The ISMRMRD library prints every error it raises to stderr; ours carry its message already (e.what()).
 void quiet_ismrmrd_errors(const char*, int, const char*, int, const char*) {}
+
+// libismrmrd leaves HDF5 objects open when one of its reads fails, and HDF5 then closes the file at exit, from its
+// atexit handler, where the damaged metadata it caches crashes it: `ambient info` printed its error and died of
+// SIGSEGV (found by fuzzing: tests/fuzz/regressions/scan/ismrmrd_xml_header_use_after_free.h5, a damaged 'xml'
+// dataset, which read_xml_header below now refuses before libismrmrd sees it). Whatever is still open on the file
+// when a read ends is closed here, inside the read and so inside its ReaderCrashScope.
+class Hdf5LeftoversClosed {
+ public:
+  explicit Hdf5LeftoversClosed(std::string path) : path_(std::move(path)) {}
+  ~Hdf5LeftoversClosed() {
+    const ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (n <= 0) return;
+    std::vector<hid_t> ids(static_cast<size_t>(n));
+    const ssize_t got = H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_ALL, ids.size(), ids.data());
+    ids.resize(static_cast<size_t>(std::max<ssize_t>(got, 0)));
+    std::vector<hid_t> files;
+    for (const hid_t id : ids) {
+      std::string name(4096, '\0');
+      const ssize_t len = H5Fget_name(id, name.data(), name.size());
+      if (len <= 0 || name.compare(0, static_cast<size_t>(len), path_) != 0 || static_cast<size_t>(len) != path_.size())
+        continue;
+      switch (H5Iget_type(id)) {
+        case H5I_FILE: files.push_back(id); break;
+        case H5I_GROUP: H5Gclose(id); break;
+        case H5I_DATASET: H5Dclose(id); break;
+        case H5I_DATATYPE: H5Tclose(id); break;
+        case H5I_ATTR: H5Aclose(id); break;
+        default: break;
+      }
+    }
+    for (const hid_t f : files) H5Fclose(f);
+  }
+  Hdf5LeftoversClosed(const Hdf5LeftoversClosed&) = delete;
+  Hdf5LeftoversClosed& operator=(const Hdf5LeftoversClosed&) = delete;
+
+ private:
+  std::string path_;
+};
 
 // libismrmrd keeps one global stack of errors, holding *pointers* to their messages, some of them HDF5's, which
 // HDF5 frees soon after. Errors that nobody pops (pushed while a dataset closes after a read that we refused, say)
@@ -128,6 +169,53 @@ bool acquisition_sizes_agree(hid_t file, const std::string& path, const std::str
   return ok;
 }
 
+// The XML header, read with HDF5 itself instead of libismrmrd's readHeader: when that fails on a damaged 'xml'
+// dataset, libismrmrd builds its exception message from HDF5 error texts that HDF5 has already freed (a
+// use-after-free, found by fuzzing) and leaves the dataset open. libismrmrd writes one variable-length string; a
+// fixed-length string is read too.
+std::string read_xml_header(const std::string& path, const std::string& group) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  AMBIENT_CHECK(file >= 0, "ISMRMRD reader: cannot open as HDF5 (truncated or damaged?): ", path);
+  const std::unique_ptr<const hid_t, void (*)(const hid_t*)> close_file(&file, [](const hid_t* f) { H5Fclose(*f); });
+  const std::string name = "/" + group + "/xml";
+  AMBIENT_CHECK(H5Lexists(file, group.c_str(), H5P_DEFAULT) > 0 && H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0,
+                "ISMRMRD reader: expected an XML header at ", name, " in ", path, ", found none (is '", group,
+                "' the ISMRMRD group? see --group)");
+  (void)detail::check_vlen_storage(file, path, name);
+  const hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  AMBIENT_CHECK(ds >= 0, "ISMRMRD reader: cannot open the XML header ", name, " in ", path, " (damaged?)");
+  const std::unique_ptr<const hid_t, void (*)(const hid_t*)> close_ds(&ds, [](const hid_t* d) { H5Dclose(*d); });
+  detail::require_plausible_extent(ds, path, name);
+  const hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
+  const bool is_string = type >= 0 && H5Tget_class(type) == H5T_STRING;
+  const bool variable = is_string && H5Tis_variable_str(type) > 0;
+  const size_t fixed = is_string && !variable ? H5Tget_size(type) : 0;
+  const hssize_t points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+  if (type >= 0) H5Tclose(type);
+  if (space >= 0) H5Sclose(space);
+  AMBIENT_CHECK(is_string && points == 1, "ISMRMRD reader: expected the XML header ", name,
+                " to be one string, got ", is_string ? std::to_string(points) + " strings" : std::string("no string"),
+                " in ", path);
+  const hid_t mem = H5Tcopy(H5T_C_S1);
+  std::string xml;
+  herr_t read = -1;
+  if (variable) {
+    H5Tset_size(mem, H5T_VARIABLE);
+    char* value = nullptr;
+    read = H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+    if (read >= 0 && value != nullptr) xml = value;
+    if (read >= 0 && value != nullptr) H5free_memory(value);
+  } else {
+    H5Tset_size(mem, fixed);
+    std::string buf(fixed, '\0');
+    read = H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data());
+    xml = buf.substr(0, buf.find('\0'));
+  }
+  H5Tclose(mem);
+  AMBIENT_CHECK(read >= 0, "ISMRMRD reader: cannot read the XML header ", name, " in ", path, " (damaged?)");
+  return xml;
+}
+
 // The members of ISMRMRD 1.x's AcquisitionHeader, as libismrmrd writes and reads them.
 constexpr const char* kAcquisitionHeaderFields[] = {
     "version", "flags", "measurement_uid", "scan_counter", "acquisition_time_stamp", "physiology_time_stamp",
@@ -185,12 +273,12 @@ Scan read_ismrmrd(const std::string& path, const ReadOptions& opt) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   ISMRMRD::ismrmrd_set_error_handler(quiet_ismrmrd_errors);
   require_acquisition_layout(path, opt.ismrmrd_group);
-  const IsmrmrdErrorsDrained errors;  // outlives the dataset, whose closing may push errors
+  const IsmrmrdErrorsDrained errors;  // these two outlive the dataset, whose closing may push errors
+  const Hdf5LeftoversClosed leftovers(path);
   std::unique_ptr<ISMRMRD::Dataset> d;
-  std::string xml;
+  const std::string xml = read_xml_header(path, opt.ismrmrd_group);
   try {
     d = std::make_unique<ISMRMRD::Dataset>(path.c_str(), opt.ismrmrd_group.c_str(), false);
-    d->readHeader(xml);
   } catch (const std::exception& e) {
     fail("ISMRMRD reader: could not open group '", opt.ismrmrd_group, "' with an XML header in ", path, " (",
          e.what(), ")");
