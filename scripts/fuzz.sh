@@ -107,6 +107,9 @@ for h in "${HARNESSES[@]}"; do
   left=${FUZZ_RUNS:-0} seed_now=${FUZZ_SEED:-1} execs=0 third=0 crashes=0
   while :; do
     [ -n "${FUZZ_RUNS:-}" ] && budget=(-runs="$left" -seed="$seed_now") && fork=() && took="$FUZZ_RUNS runs"
+    # fuzz_cfl's traced comparisons carry a value that changes from run to run (two runs of 30 000 part after about
+    # 5150 executions with them, never without), so its fixed run goes without them.
+    [ -n "${FUZZ_RUNS:-}" ] && [ "$h" = cfl ] && budget+=(-use_cmp=0)
     [ -z "${FUZZ_RUNS:-}" ] && [ -n "${FUZZ_SEED:-}" ] && budget+=(-seed="$FUZZ_SEED")
     part=$O/fuzz_${h}_part.log
     AMBIENT_FUZZ_DIR=$PWD/$O/scratch_$h ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \

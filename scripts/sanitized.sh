@@ -4,7 +4,7 @@
 #   1. replays every fixed fuzz finding (tests/fuzz/regressions/NAME/*) through its harness,
 #   2. fuzzes each harness for a fixed number of executions from a fixed seed (scripts/fuzz.sh with FUZZ_RUNS;
 #      fixed addresses and scratch paths), so that the same code tries the same inputs on every machine and a red
-#      run replays locally (fuzz_scan and fuzz_checkpoint repeat exactly; fuzz_cfl drifts after ~1000 runs),
+#      run replays locally (each harness repeats exactly on one machine; fuzz_cfl without traced comparisons),
 #   3. runs the robustness suite against the sanitised `ambient`: any sanitizer report fails its case.
 # Exploratory fuzzing (by time, random seeds, corpora that grow) finds new bugs at random and so is not in CI: run
 # scripts/fuzz.sh SECONDS by hand and keep what it finds (tests/fuzz/regressions/ once fixed, tests/fuzz/third_party/
