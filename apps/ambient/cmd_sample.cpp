@@ -8,9 +8,9 @@
 
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/samplers.hpp"
+#include "ambient/diffusion/seen_through.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/error.hpp"
-#include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
 #include "ambient/mri/io.hpp"
 #include "cli.hpp"
@@ -71,33 +71,23 @@ int run_sample(const std::vector<std::string>& args) {
   if (further_delta > 0 || further_accel > 0 || further_blocks > 0) {
     AMBIENT_CHECK(model->cond_channels() == 1, "sample: the ambient sampler needs a model trained with a mask channel");
     auto gen_mask = at::detail::createCPUGenerator(seed + 1);
-    torch::Tensor a_tilde;  // [n, 1, size, size]
+    diffusion::FurtherCorruption a_tilde;
     if (further_delta > 0) {
-      a_tilde = (torch::rand({n, 1, size, size}, gen_mask) >= further_delta).to(torch::kFloat);
+      a_tilde = diffusion::image_corruption(torch::rand({n, 1, size, size}, gen_mask) >= further_delta);
     } else if (further_blocks > 0) {
       std::vector<torch::Tensor> masks;
       for (int64_t i = 0; i < n; ++i)
         masks.push_back(mri::random_blocks(size, size, further_blocks, sizes[0], sizes[1],
                                            static_cast<uint32_t>(seed + 7 + i)));
-      a_tilde = torch::stack(masks).unsqueeze(1).to(torch::kFloat);
+      a_tilde = diffusion::image_corruption(torch::stack(masks).unsqueeze(1));
     } else {
+      // Single-coil: the adjoint image of the line-masked spectrum, Ã = M̃ F.
       std::vector<torch::Tensor> rows;
       for (int64_t i = 0; i < n; ++i)
         rows.push_back(mri::further_line_mask(size, further_accel, static_cast<uint32_t>(seed + 7 + i)));
-      a_tilde = diffusion::line_mask_channel(torch::stack(rows), size);
+      a_tilde = diffusion::line_corruption(torch::ones({n, 1, size, size}, torch::kComplexFloat), torch::stack(rows));
     }
-    const bool lines = further_accel > 0;
-    auto inner = d;
-    d = [inner, a_tilde, lines](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor&) {
-      torch::Tensor seen;
-      if (lines) {  // single-coil adjoint image of the line-masked spectrum, as the Fourier objective feeds it
-        auto z = diffusion::from_channels(x);
-        seen = diffusion::to_channels(mri::ifft2c(mri::fft2c(z) * a_tilde.select(1, 0).to(torch::kComplexFloat)));
-      } else {
-        seen = x * a_tilde;
-      }
-      return inner(seen, s, a_tilde);
-    };
+    d = diffusion::seen_through(d, a_tilde);
   }
   diffusion::DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor& c) {
     diffusion::Bf16Autocast autocast(bf16);

@@ -153,3 +153,21 @@ TEST(Operators, TorchFftBackendGivesTheSameSense) {
   EXPECT_LT(test::rel_max_error(fftw->normal(x), torch_fft->normal(x)), 1e-5);
   expect_adjoint(torch_fft, 28);
 }
+
+TEST(Operators, NormalOperatorIsSelfAdjointAndEqualsAdjointAfterForward) {
+  auto mask = mri::random_mask_1d(20, 0.2, 3, 2).to(torch::kFloat).reshape({1, 1, 20, 1});
+  auto a = mri::make_sense(random_maps(2, 3, 20, 14, 29), mask);
+  auto n = mri::make_normal(a);
+  EXPECT_EQ(n->domain_shape(), a->domain_shape());
+  EXPECT_EQ(n->range_shape(), a->domain_shape());
+  expect_adjoint(n, 30);
+  expect_normal(n, 31);
+  auto x = test::random_complex(a->domain_shape(), 32);
+  EXPECT_LT(test::rel_max_error(n->forward(x), a->adjoint(a->forward(x))), 1e-5);
+  // Through autograd: d/dx Re<g, N x> = N g, N being self-adjoint.
+  auto g = test::random_complex(a->domain_shape(), 33);
+  auto xg = x.clone().requires_grad_(true);
+  torch::real((g.conj() * mri::apply(n, xg)).sum()).backward();
+  EXPECT_LT(test::rel_max_error(xg.grad(), n->forward(g)), 1e-5);
+  EXPECT_THROW(mri::make_normal(nullptr), ambient::Error);
+}

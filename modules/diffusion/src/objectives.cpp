@@ -2,6 +2,7 @@
 // caller can leak unobserved values into the loss or its gradient (tests/diffusion/test_objectives.cpp).
 #include "ambient/diffusion/objectives.hpp"
 
+#include "ambient/diffusion/seen_through.hpp"
 #include "ambient/mri/error.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/masks.hpp"
@@ -71,8 +72,8 @@ torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, co
   check_draw(draw, y.size(0));
   auto y_obs = a * y;  // only what A observed
   auto s = draw.sigma.reshape({-1, 1, 1, 1});
-  auto x_in = a_tilde * (y_obs + s * draw.noise);  // Ã x_t, computable from y alone since Ã ⊆ A
-  auto denoised = d(x_in, draw.sigma, a_tilde);
+  // Ã^H Ã x_t = Ã (y + σ n): computable from y alone since Ã ⊆ A.
+  auto denoised = seen_through(d, image_corruption(a_tilde))(y_obs + s * draw.noise, draw.sigma, {});
   const auto score = score_in.defined() ? score_in * a : a;  // never score where A did not observe
   auto observed = (per_example(score) * y.size(1)).clamp_min(1);
   if (edm.precond == Precond::masked) {
@@ -113,12 +114,12 @@ torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batc
                     ? (score_lines.to(torch::kBool) & batch.mask.to(torch::kBool)).to(torch::kFloat).reshape({bsz, 1, ny, 1})
                     : m;
   auto a = mri::make_sense(batch.maps, scored);
-  auto a_tilde = mri::make_sense(batch.maps, mt);
+  const auto a_tilde = line_corruption(batch.maps, mask_tilde);
   auto y = batch.ksp * m;  // only what A observed
   auto s = draw.sigma.reshape({-1, 1, 1});
-  // Ã x_t = M̃ y + σ M̃ F S n, then the coil-combined adjoint image the network sees.
-  auto z = a_tilde->adjoint(mt * y + a_tilde->forward(s * draw.noise));
-  auto denoised = from_channels(d(to_channels(z), draw.sigma, line_mask_channel(mask_tilde, nx)));
+  // Ã x_t = M̃ y + σ M̃ F S n, from the data alone; the network sees its adjoint image.
+  auto y_tilde = mt * y + a_tilde.op->forward(s * draw.noise);
+  auto denoised = from_channels(denoise_measured(d, a_tilde, y_tilde, draw.sigma));
   auto residual = mri::apply(a, denoised) - scored * y;
   auto observed = (per_example(scored.expand({bsz, 1, ny, nx})) * batch.ksp.size(1)).clamp_min(1);
   if (edm.precond == Precond::masked_lines) {  // λ(σ) on the lines Ã kept, 1/σ_d² on those it dropped

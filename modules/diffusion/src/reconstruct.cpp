@@ -7,9 +7,9 @@
 #include <filesystem>
 
 #include "ambient/diffusion/objectives.hpp"
+#include "ambient/diffusion/seen_through.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/error.hpp"
-#include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
 #include "ambient/mri/seed.hpp"
 
@@ -76,35 +76,28 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
   PosteriorConfig pc = c.posterior;
   pc.noise_var_per_item = (eta / scale.square()).repeat({k});
   torch::Tensor cond;
-  // Ambient Fourier models see Ã^H Ã x = S^H F^H M̃ F S x through a fixed further line mask M̃, written with
-  // differentiable torch FFTs because DPS back-propagates through the network's input.
-  torch::Tensor tilde_mask;  // [K*S, 1, ny, 1]
+  auto d = as_denoiser(model);
+  // The network runs on at most c.network_batch of the K * S items at a time.
+  DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
+    return in_chunks(x.size(0), c.network_batch, [&](int64_t b, int64_t n) {
+      Bf16Autocast autocast(c.bf16);
+      return d(x.narrow(0, b, n), sigma.narrow(0, b, n), cnd.defined() ? cnd.narrow(0, b, n) : cnd).to(torch::kFloat);
+    });
+  };
   if (model->cond_channels() > 0 && c.further_accel > 0) {
+    // Ambient Fourier models see x only through a fixed further line mask M̃, as Ã^H Ã x = S^H F^H M̃ F S x. The
+    // torch FFT keeps the figures of docs/results.md bit for bit.
     AMBIENT_CHECK(c.further_accel > 1, "reconstruct: expected a further acceleration > 1, got ", c.further_accel);
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < k * s; ++i)
       rows.push_back(mri::further_line_mask(ny, c.further_accel,
                                             static_cast<uint32_t>(seed * 7919 + 17 + static_cast<uint64_t>(i))));
-    auto lines = torch::stack(rows);
-    tilde_mask = lines.to(torch::kComplexFloat).reshape({k * s, 1, ny, 1});
-    cond = line_mask_channel(lines, nx);
+    auto a_tilde = line_corruption(maps_b, torch::stack(rows), mri::FftBackend::torch);
+    cond = a_tilde.channel;
+    denoise = seen_through(denoise, a_tilde);
   } else if (model->cond_channels() > 0) {  // the corruption input says "nothing further removed"
     cond = torch::ones({k * s, model->cond_channels(), ny, nx});
   }
-  auto d = as_denoiser(model);
-  // The network (and Ã^H Ã) runs on at most c.network_batch of the K * S items at a time.
-  DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
-    return in_chunks(x.size(0), c.network_batch, [&](int64_t b, int64_t n) {
-      auto input = x.narrow(0, b, n);
-      if (tilde_mask.defined()) {
-        auto maps_n = maps_b.narrow(0, b, n);
-        auto coils = mri::fft2c_torch(maps_n * from_channels(input).unsqueeze(1)) * tilde_mask.narrow(0, b, n);
-        input = to_channels((maps_n.conj() * mri::ifft2c_torch(coils)).sum(1));
-      }
-      Bf16Autocast autocast(c.bf16);
-      return d(input, sigma.narrow(0, b, n), cnd.defined() ? cnd.narrow(0, b, n) : cnd).to(torch::kFloat);
-    });
-  };
   auto gen = at::detail::createCPUGenerator(seed);
   model->eval();
   torch::Tensor x, x_mean;

@@ -43,6 +43,23 @@ class Composition final : public LinearOperator {
   OperatorPtr outer_, inner_;
 };
 
+class Normal final : public LinearOperator {
+ public:
+  explicit Normal(OperatorPtr op) : op_(std::move(op)) {
+    AMBIENT_CHECK(op_ != nullptr, "normal: expected an operator, got null");
+  }
+  Shape domain_shape() const override { return op_->domain_shape(); }
+  Shape range_shape() const override { return op_->domain_shape(); }
+  std::string name() const override { return "normal of " + op_->name(); }
+
+ protected:
+  torch::Tensor forward_impl(const torch::Tensor& x) const override { return op_->normal(x); }
+  torch::Tensor adjoint_impl(const torch::Tensor& y) const override { return op_->normal(y); }
+
+ private:
+  OperatorPtr op_;
+};
+
 class Mask final : public LinearOperator {
  public:
   Mask(torch::Tensor weight, Shape shape, std::string name)
@@ -174,6 +191,8 @@ torch::Tensor LinearOperator::normal(const torch::Tensor& x) const {
 OperatorPtr compose(OperatorPtr outer, OperatorPtr inner) {
   return std::make_shared<Composition>(std::move(outer), std::move(inner));
 }
+
+OperatorPtr make_normal(OperatorPtr op) { return std::make_shared<Normal>(std::move(op)); }
 
 OperatorPtr make_mask(torch::Tensor weight, Shape shape, std::string name) {
   return std::make_shared<Mask>(std::move(weight), std::move(shape), std::move(name));

@@ -36,6 +36,11 @@ using OperatorPtr = std::shared_ptr<const LinearOperator>;
 /// outer ∘ inner: forward = outer(inner(x)), adjoint = inner^H(outer^H(y)) (derived, as in BART's chain).
 OperatorPtr compose(OperatorPtr outer, OperatorPtr inner);
 
+/// The normal operator A^H A of `op` as an operator of its own: domain and range are op's domain, forward and adjoint
+/// are both op->normal() (self-adjoint), so that apply() differentiates through it. The view of an ambient model,
+/// Ã^H Ã x, is one (diffusion/seen_through.hpp).
+OperatorPtr make_normal(OperatorPtr op);
+
 /// Element-wise multiplication by a real, non-negative weight (a 0/1 sampling mask in k-space, or an image-domain
 /// pixel/block mask). The weight broadcasts against `shape` (e.g. [ky] or [ky, kx] against [slice, coil, ky, kx]).
 /// Self-adjoint; normal = weight^2.
