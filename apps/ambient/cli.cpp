@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/distributed.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
 
@@ -126,7 +126,7 @@ std::vector<int64_t> int_list(const std::string& text, const char* what) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  mri::write_atomically(path, [&](const std::string& tmp) {
+  ambient::write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp);
     out << text;
     AMBIENT_CHECK(out.good(), "output: could not write ", tmp);

@@ -1,8 +1,8 @@
 // ambient convert: scan files to BART cfl, fastMRI HDF5, ISMRMRD, or a NIfTI of the zero-filled RSS image.
 #include <iostream>
 
+#include "ambient/core/error.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
 #include "cli.hpp"

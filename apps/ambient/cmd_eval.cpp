@@ -6,7 +6,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/metrics.hpp"
 #include "cli.hpp"

@@ -4,10 +4,10 @@
 #include <filesystem>
 #include <iostream>
 
+#include "ambient/core/error.hpp"
+#include "ambient/core/tensor_file.hpp"
 #include "ambient/diffusion/slice_trainer.hpp"
-#include "ambient/diffusion/tensor_file.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "cli.hpp"
 
 namespace ambient::app {
@@ -23,7 +23,7 @@ int run_export(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("export", "CHECKPOINT -o model.pt", opts, pos, args, vm)) return 0;
   AMBIENT_CHECK(std::filesystem::exists(input), "export: ", input, " not found");
-  if (diffusion::is_tensor_file(input)) {
+  if (ambient::is_tensor_file(input)) {
     diffusion::TrainState state;
     auto model = diffusion::load_weights_file(input, &state.step);
     state.model = model.ptr();

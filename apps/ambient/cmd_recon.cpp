@@ -4,11 +4,11 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/distributed.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/metrics.hpp"
@@ -155,10 +155,10 @@ int run_recon(const std::vector<std::string>& args) {
     }
   }
   AMBIENT_CHECK(metrics_path.empty() || !reference.empty(), "recon --metrics needs --reference");
-  mri::require_output_folder(output, "recon -o");  // before minutes of sampling, not after
-  if (!std_path.empty()) mri::require_output_folder(std_path, "recon --std");
-  if (!metrics_path.empty()) mri::require_output_folder(metrics_path, "recon --metrics");
-  if (!maps_out.empty()) mri::require_output_folder(maps_out, "recon --maps");
+  ambient::require_output_folder(output, "recon -o");  // before minutes of sampling, not after
+  if (!std_path.empty()) ambient::require_output_folder(std_path, "recon --std");
+  if (!metrics_path.empty()) ambient::require_output_folder(metrics_path, "recon --metrics");
+  if (!maps_out.empty()) ambient::require_output_folder(maps_out, "recon --maps");
   if (!png_dir.empty()) {
     std::error_code ec_dir;
     std::filesystem::create_directories(png_dir, ec_dir);

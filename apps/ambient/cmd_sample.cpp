@@ -6,13 +6,13 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/samplers.hpp"
 #include "ambient/diffusion/seen_through.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
-#include "ambient/mri/masks.hpp"
 #include "ambient/mri/io.hpp"
+#include "ambient/mri/masks.hpp"
 #include "cli.hpp"
 
 namespace ambient::app {
@@ -47,8 +47,8 @@ int run_sample(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("sample", "--model m.pt -n 16 -o grid.png [--nifti out.nii.gz]", opts, pos, args, vm)) return 0;
   AMBIENT_CHECK(n >= 1 && n <= 1024, "sample -n: expected 1 to 1024, got ", n);
-  mri::require_output_folder(output, "sample -o");
-  if (!nifti.empty()) mri::require_output_folder(nifti, "sample --nifti");
+  ambient::require_output_folder(output, "sample -o");
+  if (!nifti.empty()) ambient::require_output_folder(nifti, "sample --nifti");
   AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
                 "sample --precision: expected auto|fp32|bf16, got '", precision, "'");
   AMBIENT_CHECK(size >= 8 && size <= 1024, "sample --size: expected 8 to 1024, got ", size);

@@ -3,8 +3,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "ambient/core/error.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/simulate.hpp"
@@ -56,8 +56,8 @@ int run_simulate(const std::vector<std::string>& args) {
                 "simulate --mask: expected random|equispaced|equispaced-fraction|full, got '", c.mask, "'");
   AMBIENT_CHECK(c.orientation == "axial" || c.orientation == "coronal" || c.orientation == "sagittal",
                 "simulate --orientation: expected axial|coronal|sagittal, got '", c.orientation, "'");
-  mri::require_output_folder(output, "simulate -o");
-  if (!reference.empty()) mri::require_output_folder(reference, "simulate -r");
+  ambient::require_output_folder(output, "simulate -o");
+  if (!reference.empty()) ambient::require_output_folder(reference, "simulate -r");
   AMBIENT_CHECK(std::filesystem::exists(input), "simulate: input volume not found: ", input,
                 (input == kDefaultVolume ? " (install Debian's mricron-data package)" : ""));
   const mri::Volume volume = mri::read_nifti(input);

@@ -8,9 +8,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "ambient/diffusion/tensor_file.hpp"
+#include "ambient/core/error.hpp"
+#include "ambient/core/tensor_file.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "cli.hpp"
 
@@ -69,7 +69,7 @@ void check_common(const Common& c) {
   AMBIENT_CHECK(c.cfg.checkpoint_every >= 1, "--checkpoint-every: expected at least 1, got ", c.cfg.checkpoint_every);
   AMBIENT_CHECK(c.cfg.val_every >= 1, "--val-every: expected at least 1, got ", c.cfg.val_every);
   AMBIENT_CHECK(c.cfg.delta >= 0 && c.cfg.delta < 1, "--delta: expected a fraction in [0, 1), got ", c.cfg.delta);
-  if (!c.out.empty()) mri::require_output_folder(c.out, "--out");
+  if (!c.out.empty()) ambient::require_output_folder(c.out, "--out");
 }
 
 void run_training(Common& c, diffusion::TrainState& state, std::shared_ptr<diffusion::Source> data,
@@ -159,12 +159,12 @@ int run_pretrain(const std::vector<std::string>& args) {
   AMBIENT_CHECK(!dump.empty() || !c.out.empty(), "pretrain: --out is required (the checkpoint to write)");
   if (!dump.empty()) {
     AMBIENT_CHECK(std::all_of(files.begin(), files.end(), is_volume), "pretrain --dump-slices: NIfTI volumes only");
-    diffusion::TensorFile file;
+    ambient::TensorFile file;
     file.tensors.emplace_back("slices", diffusion::clean_volume_magnitudes(files, matrix, orientation).to(torch::kHalf));
     std::string list;
     for (const auto& f : files) list += (list.empty() ? "" : " ") + f;
     file.meta = {{"volumes", list}, {"matrix", std::to_string(matrix)}, {"orientation", orientation}};
-    diffusion::write_tensor_file(dump, file);
+    ambient::write_tensor_file(dump, file);
     std::cout << "wrote " << dump << ": " << file.tensors[0].second.size(0) << " slices of " << matrix << "x" << matrix
               << " (float16 magnitudes, 99th percentile 1)\n";
     return 0;

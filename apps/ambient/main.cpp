@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
+#include "ambient/core/log.hpp"
 #include "ambient/mri/io.hpp"
-#include "ambient/mri/log.hpp"
 #include "cli.hpp"
 
 namespace {
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   // page-fault them back on the next allocation, which made FFT-heavy loops up to 3x slower (see bench/).
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  ambient::mri::exit_cleanly_on_reader_crash();  // a damaged HDF5 file that crashes HDF5 is an error, not a signal
+  ambient::exit_cleanly_on_reader_crash();  // a damaged HDF5 file that crashes HDF5 is an error, not a signal
   std::vector<std::string> args(argv + 1, argv + argc);
   int threads = 0;
   size_t i = 0;

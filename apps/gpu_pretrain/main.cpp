@@ -14,8 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/slice_trainer.hpp"
-#include "ambient/mri/error.hpp"
 
 namespace {
 
@@ -65,6 +65,7 @@ std::string clock_string(double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using namespace ambient;
   using namespace ambient::diffusion;
   try {
     std::map<std::string, std::string> opt;

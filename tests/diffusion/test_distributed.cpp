@@ -18,9 +18,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/distributed.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 
 extern char** environ;
 

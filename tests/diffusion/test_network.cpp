@@ -3,9 +3,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/edm.hpp"
 #include "ambient/diffusion/network.hpp"
-#include "ambient/mri/error.hpp"
 
 using namespace ambient;
 using namespace ambient::diffusion;

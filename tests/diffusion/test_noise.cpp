@@ -7,10 +7,10 @@
 #include <cmath>
 #include <vector>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/samplers.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/linear_operator.hpp"
 
 using namespace ambient;

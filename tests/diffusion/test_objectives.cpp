@@ -4,9 +4,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/masks.hpp"
 #include "ambient/mri/simulate.hpp"
 

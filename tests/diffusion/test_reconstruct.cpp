@@ -4,11 +4,11 @@
 
 #include <algorithm>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/metrics.hpp"
 #include "ambient/mri/recon.hpp"

@@ -4,9 +4,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/samplers.hpp"
 #include "ambient/mri/fft.hpp"
-#include "ambient/mri/error.hpp"
 
 using namespace ambient;
 using namespace ambient::diffusion;

@@ -5,9 +5,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/seen_through.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
 

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ambient/core/error.hpp"
+#include "ambient/core/tensor_file.hpp"
 #include "ambient/diffusion/slice_trainer.hpp"
-#include "ambient/diffusion/tensor_file.hpp"
-#include "ambient/mri/error.hpp"
 #include "../mri/helpers.hpp"
 
 using namespace ambient;

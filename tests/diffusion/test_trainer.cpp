@@ -9,9 +9,9 @@
 #include <fstream>
 #include <map>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/simulate.hpp"
 #include "../mri/helpers.hpp"

@@ -2,7 +2,7 @@
 // .cfl data.
 #include <algorithm>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "fuzz_common.hpp"
 

@@ -1,6 +1,6 @@
 // libFuzzer harness: the checkpoint reader (describe_checkpoint and load_denoiser on arbitrary bytes).
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "fuzz_common.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

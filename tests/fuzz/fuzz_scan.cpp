@@ -1,5 +1,5 @@
 // libFuzzer harness: the HDF5 scan readers (ISMRMRD and fastMRI, by read_scan's detection) on arbitrary bytes.
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "fuzz_common.hpp"
 

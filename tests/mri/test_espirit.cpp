@@ -6,8 +6,8 @@
 #include <torch/types.h>
 #include <torch/linalg.h>
 
+#include "ambient/core/error.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/simulate.hpp"

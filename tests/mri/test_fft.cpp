@@ -5,8 +5,8 @@
 
 #include <torch/cuda.h>
 
+#include "ambient/core/error.hpp"
 #include "ambient/mri/fft.hpp"
-#include "ambient/mri/error.hpp"
 #include "helpers.hpp"
 
 using namespace ambient;

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
@@ -197,7 +197,7 @@ TEST(Io, WritersLeaveNoPartialFileOnFailure) {
   const auto dir = test::scratch("atomic");
   fs::create_directories(dir);
   const auto target = dir + "/out.nii.gz";
-  EXPECT_THROW(mri::write_atomically(target, [](const std::string& tmp) {
+  EXPECT_THROW(ambient::write_atomically(target, [](const std::string& tmp) {
                  std::ofstream(tmp) << "partial";
                  ambient::fail("simulated failure");
                }),
@@ -556,7 +556,7 @@ TEST(IoDeathTest, CrashInsideHdf5IsOneErrorLine) {
   ASSERT_TRUE(fs::exists(path)) << path;
   EXPECT_EXIT(
       {
-        mri::exit_cleanly_on_reader_crash();
+        ambient::exit_cleanly_on_reader_crash();
         (void)mri::read_scan(path);
       },
       ::testing::ExitedWithCode(1), "ambient: error: the HDF5 reader crashed \\(SIGFPE\\) while reading .*"
@@ -587,17 +587,17 @@ TEST(IoDeathTest, ReaderCrashScopesNestAndEndWithTheirReader) {
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   EXPECT_EXIT(
       {
-        mri::exit_cleanly_on_reader_crash();
-        const mri::ReaderCrashScope outer("outer reader", "a.bin", "outer advice");
-        { const mri::ReaderCrashScope inner("inner reader", "b.bin", "inner advice"); }
+        ambient::exit_cleanly_on_reader_crash();
+        const ambient::ReaderCrashScope outer("outer reader", "a.bin", "outer advice");
+        { const ambient::ReaderCrashScope inner("inner reader", "b.bin", "inner advice"); }
         raise(SIGSEGV);
       },
       ::testing::ExitedWithCode(1), "^ambient: error: the outer reader crashed \\(SIGSEGV\\) while reading a.bin: "
       "outer advice\n$");
   EXPECT_EXIT(
       {
-        mri::exit_cleanly_on_reader_crash();
-        { const mri::ReaderCrashScope scope("a reader", "a.bin", "advice"); }
+        ambient::exit_cleanly_on_reader_crash();
+        { const ambient::ReaderCrashScope scope("a reader", "a.bin", "advice"); }
         raise(SIGSEGV);
       },
       ::testing::KilledBySignal(SIGSEGV), "");

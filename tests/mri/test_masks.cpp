@@ -2,7 +2,7 @@
 // further subsampling the ambient objective relies on.
 #include <gtest/gtest.h>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/masks.hpp"
 
 using namespace ambient;

@@ -6,7 +6,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/metrics.hpp"
 
 using namespace ambient;

@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/masks.hpp"

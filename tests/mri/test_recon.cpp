@@ -4,7 +4,7 @@
 #include <torch/types.h>
 #include <torch/linalg.h>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/masks.hpp"

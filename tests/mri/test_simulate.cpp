@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "ambient/core/error.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/linear_operator.hpp"

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <random>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/linear_operator.hpp"

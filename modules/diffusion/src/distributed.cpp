@@ -12,8 +12,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include "ambient/mri/error.hpp"
-#include "ambient/mri/log.hpp"
+#include "ambient/core/error.hpp"
+#include "ambient/core/log.hpp"
 
 namespace ambient::diffusion {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::diffusion {
 namespace {

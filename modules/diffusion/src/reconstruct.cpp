@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "ambient/core/error.hpp"
+#include "ambient/core/seed.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/seen_through.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/masks.hpp"
-#include "ambient/mri/seed.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -148,7 +148,7 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
   std::vector<Reconstruction> parts;
   for (int64_t first = 0; first < s; first += batch) {
     const int64_t n = std::min(batch, s - first);
-    const uint64_t seed = first == 0 ? c.seed : mri::derive_seed(c.seed, mri::SeedStream::recon_slices, first);
+    const uint64_t seed = first == 0 ? c.seed : ambient::derive_seed(c.seed, ambient::SeedStream::recon_slices, first);
     const int64_t offset = (first / batch) * c.posterior.schedule.steps;
     SamplerMonitor shifted;
     if (monitor) shifted = [&](int64_t step, double sigma) { monitor(offset + step, sigma); };

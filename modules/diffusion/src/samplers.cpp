@@ -3,8 +3,8 @@
 
 #include <cmath>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/recon.hpp"
 
 namespace ambient::diffusion {

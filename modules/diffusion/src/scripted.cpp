@@ -7,16 +7,16 @@
 #include <fstream>
 #include <sstream>
 
-#include "ambient/diffusion/tensor_file.hpp"
-#include "ambient/mri/error.hpp"
-#include "ambient/mri/reader_crash.hpp"
+#include "ambient/core/error.hpp"
+#include "ambient/core/reader_crash.hpp"
+#include "ambient/core/tensor_file.hpp"
 
 namespace ambient::diffusion {
 
 ScriptedDenoiserImpl::ScriptedDenoiserImpl(std::string archive) : archive_(std::move(archive)) {
   check_zip_integrity(archive_, "TorchScript archive");
   std::istringstream in(archive_);
-  const mri::ReaderCrashScope scope("TorchScript parser (LibTorch 1.13)", "a TorchScript archive",
+  const ambient::ReaderCrashScope scope("TorchScript parser (LibTorch 1.13)", "a TorchScript archive",
                                     "the archive is damaged, or its code is not TorchScript that LibTorch 1.13 reads; "
                                     "export the model again with torch.jit.script(...).save(...)");
   try {

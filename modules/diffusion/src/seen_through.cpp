@@ -1,8 +1,8 @@
 // The network's view of an image through a fixed further corruption Ã, for every caller.
 #include "ambient/diffusion/seen_through.hpp"
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
-#include "ambient/mri/error.hpp"
 
 namespace ambient::diffusion {
 

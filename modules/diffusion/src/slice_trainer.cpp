@@ -5,7 +5,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/atomic_write.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -29,11 +30,7 @@ uint64_t step_seed(uint64_t seed, int64_t step) {
 void save_archive(const std::string& path, const std::function<void(torch::serialize::OutputArchive&)>& fill) {
   torch::serialize::OutputArchive ar;
   fill(ar);
-  const std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  AMBIENT_CHECK(!ec, "slice training: cannot rename ", tmp, " to ", path, ": ", ec.message());
+  write_atomically(path, [&](const std::string& tmp) { ar.save_to(tmp); });
 }
 
 void save_run(const std::string& out, torch::nn::Module& model, torch::nn::Module& ema, torch::optim::Adam& opt,

@@ -11,11 +11,10 @@
 #include <iomanip>
 #include <sstream>
 
+#include "ambient/core/atomic_write.hpp"
+#include "ambient/core/error.hpp"
+#include "ambient/core/tensor_file.hpp"
 #include "ambient/diffusion/objectives.hpp"
-#include "ambient/diffusion/tensor_file.hpp"
-#include "ambient/mri/error.hpp"
-#include "ambient/mri/io.hpp"
-#include "ambient/mri/linear_operator.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -153,11 +152,6 @@ struct SigmaRescaledImpl : DenoiserModule {
   double factor;
 };
 
-torch::Tensor zero_filled_channels(const Batch& b) {
-  auto m = b.lines.to(torch::kFloat).reshape({b.lines.size(0), 1, b.lines.size(1), 1});
-  return to_channels(mri::make_sense(b.maps, m)->adjoint(b.ksp * m));
-}
-
 }  // namespace
 
 bool is_ambient_checkpoint(const std::string& path) {
@@ -170,24 +164,6 @@ bool is_ambient_checkpoint(const std::string& path) {
   } catch (const std::exception&) {  // c10::Error, ambient::Error, TorchScript's parse errors
     return false;
   }
-}
-
-Objective parse_objective(const std::string& name) {
-  if (name == "clean") return Objective::clean;
-  if (name == "ambient-image" || name == "block") return Objective::ambient_image;
-  if (name == "ambient-fourier" || name == "fourier") return Objective::ambient_fourier;
-  if (name == "naive") return Objective::naive;
-  fail("objective: expected clean|ambient-image|ambient-fourier|naive, got '", name, "'");
-}
-
-std::string objective_name(Objective o) {
-  switch (o) {
-    case Objective::clean: return "clean";
-    case Objective::ambient_image: return "ambient-image";
-    case Objective::ambient_fourier: return "ambient-fourier";
-    case Objective::naive: return "naive";
-  }
-  return "?";
 }
 
 TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainConfig& cfg) {
@@ -291,7 +267,7 @@ void save_checkpoint(const std::string& path, const TrainState& s, const TrainCo
     s.optimizer->save(opt);
     ar.write("optimizer", opt);
   }
-  mri::write_atomically(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+  ambient::write_atomically(path, [&](const std::string& tmp) { ar.save_to(tmp); });
 }
 
 namespace {
@@ -353,61 +329,24 @@ ModelPtr load_denoiser(const std::string& path) {
 torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfig& cfg, uint64_t draw_seed,
                          bool holdout, int64_t first_index) {
   const EdmConfig edm = model->training_edm();
-  auto d = as_denoiser(model);
+  const auto objective =
+      make_objective(cfg.objective, {cfg.delta, cfg.extra_blocks, cfg.extra_block_min, cfg.extra_block_max});
   const int64_t n = b.size();
-  // Every example draws σ, its noise and Ã from its own generator, seeded by (draw_seed, global index): a batch
+  // Every example draws Ã, σ and its noise from its own generator, seeded by (draw_seed, global index): a batch
   // split over ranks (distributed.hpp) draws exactly what the whole batch draws in one process.
-  std::vector<torch::Tensor> sigma, noise, extra;
+  std::vector<torch::Tensor> sigma, noise, corruption;
   for (int64_t j = 0; j < n; ++j) {
     const uint64_t example_seed = step_seed(draw_seed, first_index + j, 5);
     auto gen = at::detail::createCPUGenerator(example_seed);
     std::mt19937_64 rng(example_seed);
-    switch (cfg.objective) {
-      case Objective::clean:
-      case Objective::naive: break;
-      case Objective::ambient_image:
-        AMBIENT_CHECK(b.mask.defined(), "ambient-image objective: the data carry no corruption mask (use block data)");
-        extra.push_back(cfg.extra_blocks > 0
-                            ? further_corrupt_blocks(b.mask.narrow(0, j, 1), cfg.extra_blocks, cfg.extra_block_min,
-                                                     cfg.extra_block_max, rng)
-                            : further_corrupt_pixels(b.mask.narrow(0, j, 1), cfg.delta, gen));
-        break;
-      case Objective::ambient_fourier:
-        AMBIENT_CHECK(b.ksp.defined(), "ambient-fourier objective: the data carry no k-space (use Fourier data)");
-        extra.push_back(further_subsample_lines(b.lines.narrow(0, j, 1), b.calib.narrow(0, j, 1), cfg.delta, rng));
-        break;
-    }
+    auto a_tilde = objective->draw_corruption(b, j, gen, rng);
+    if (a_tilde.defined()) corruption.push_back(a_tilde);
     sigma.push_back(sample_sigma(1, edm, gen));
-    // Unit noise in the convention of noise_like: N(0, 1) per real value, so x_t has σ² per network channel.
-    if (cfg.objective == Objective::ambient_fourier)  // complex image-domain noise, seen through Ã
-      noise.push_back(noise_like(torch::empty({1, b.ksp.size(2), b.ksp.size(3)}, torch::kComplexFloat), 1.0, gen));
-    else {
-      // image data, or the zero-filled image of k-space data (naive)
-      const std::vector<int64_t> shape = b.image.defined()
-                                             ? std::vector<int64_t>{1, b.image.size(1), b.image.size(2), b.image.size(3)}
-                                             : std::vector<int64_t>{1, 2, b.ksp.size(2), b.ksp.size(3)};
-      noise.push_back(noise_like(torch::empty(shape), 1.0, gen));
-    }
+    noise.push_back(objective->draw_noise(b, gen));
   }
   NoiseDraw draw{torch::cat(sigma), torch::cat(noise)};
-  switch (cfg.objective) {
-    case Objective::clean:
-    case Objective::naive: {
-      // naive: the corrupted image (zero-filled, or with holes) taken as if it were clean
-      auto x0 = b.image.defined() ? b.image : zero_filled_channels(b);
-      return cfg.objective == Objective::clean ? clean_loss(d, x0, draw, edm) : naive_loss(d, x0, draw, edm);
-    }
-    case Objective::ambient_image: {
-      auto a_tilde = torch::cat(extra);
-      return ambient_image_loss(d, b.image, b.mask, a_tilde, draw, edm, holdout ? b.mask - a_tilde : torch::Tensor());
-    }
-    case Objective::ambient_fourier: {
-      FourierBatch fb{b.ksp, b.maps, b.lines, b.calib};
-      auto mt = torch::cat(extra);
-      return ambient_fourier_loss(d, fb, mt, draw, edm, holdout ? (b.lines & ~mt) : torch::Tensor());
-    }
-  }
-  fail("objective: unknown");
+  return objective->loss(as_denoiser(model), b, corruption.empty() ? torch::Tensor() : torch::cat(corruption), draw,
+                         edm, holdout);
 }
 
 namespace {

@@ -15,7 +15,7 @@
 #include <mutex>
 #include <tuple>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::mri {
 namespace {

@@ -8,26 +8,10 @@
 #include <fstream>
 #include <map>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::mri::detail {
 namespace {
-
-/// Closes an HDF5 handle when it leaves scope.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  ~Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  hid_t get() const { return id_; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
 
 uint64_t little_endian(const unsigned char* p, size_t bytes) {
   uint64_t v = 0;
@@ -118,7 +102,7 @@ bool vlen_layout(hid_t type, size_t address_size, size_t& element_size, std::vec
     return true;
   }
   if (cls == H5T_VLEN) {
-    Handle super(H5Tget_super(type), H5Tclose);
+    H5Handle super(H5Tget_super(type), H5Tclose);
     element_size = descriptor;
     members = {{0, super.get() >= 0 ? H5Tget_size(super.get()) : 0, ""}};
     return members[0].base_size > 0;
@@ -127,13 +111,13 @@ bool vlen_layout(hid_t type, size_t address_size, size_t& element_size, std::vec
   if (cls != H5T_COMPOUND) return true;
   const int n = H5Tget_nmembers(type);
   for (int i = 0; i < n; ++i) {
-    Handle m(H5Tget_member_type(type, static_cast<unsigned>(i)), H5Tclose);
+    H5Handle m(H5Tget_member_type(type, static_cast<unsigned>(i)), H5Tclose);
     if (m.get() < 0) return false;
     if (H5Tget_class(m.get()) == H5T_STRING && H5Tis_variable_str(m.get()) > 0) return false;
     if (H5Tget_class(m.get()) != H5T_VLEN) continue;
     // H5Dget_type gives the memory layout: a sequence member is an hvl_t there, 4 + address + 4 bytes on disk.
     if (descriptor != sizeof(hvl_t)) return false;
-    Handle super(H5Tget_super(m.get()), H5Tclose);
+    H5Handle super(H5Tget_super(m.get()), H5Tclose);
     const size_t base = super.get() >= 0 ? H5Tget_size(super.get()) : 0;
     if (base == 0) return false;
     char* name = H5Tget_member_name(type, static_cast<unsigned>(i));
@@ -168,7 +152,7 @@ std::string type_damage(hid_t type, int depth) {
     const int n = H5Tget_nmembers(type);
     if (n < 0) return "a compound whose members cannot be read";
     for (int i = 0; i < n; ++i) {
-      Handle m(H5Tget_member_type(type, static_cast<unsigned>(i)), H5Tclose);
+      H5Handle m(H5Tget_member_type(type, static_cast<unsigned>(i)), H5Tclose);
       if (m.get() < 0) return "a compound member whose type cannot be read";
       const size_t offset = H5Tget_member_offset(type, static_cast<unsigned>(i)), bytes = H5Tget_size(m.get());
       if (offset > size || bytes > size - offset)
@@ -181,14 +165,14 @@ std::string type_damage(hid_t type, int depth) {
     if (rank < 1 || rank > 32) return "an array type of rank " + std::to_string(rank);
     hsize_t dims[32] = {};
     H5Tget_array_dims2(type, dims);
-    Handle base(H5Tget_super(type), H5Tclose);
+    H5Handle base(H5Tget_super(type), H5Tclose);
     if (base.get() < 0) return "an array type without an element type";
     long double bytes = static_cast<long double>(H5Tget_size(base.get()));
     for (int i = 0; i < rank; ++i) bytes *= static_cast<long double>(dims[i]);
     if (bytes != static_cast<long double>(size)) return "an array type whose elements do not fill its size";
     return type_damage(base.get(), depth + 1);
   } else if (cls == H5T_VLEN) {
-    Handle base(H5Tget_super(type), H5Tclose);
+    H5Handle base(H5Tget_super(type), H5Tclose);
     if (base.get() < 0) return "a sequence type without an element type";
     return type_damage(base.get(), depth + 1);
   }
@@ -198,9 +182,9 @@ std::string type_damage(hid_t type, int depth) {
 }  // namespace
 
 void require_plausible_extent(hid_t ds, const std::string& path, const std::string& name) {
-  Handle type(H5Dget_type(ds), H5Tclose);
-  Handle space(H5Dget_space(ds), H5Sclose);
-  Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
+  H5Handle type(H5Dget_type(ds), H5Tclose);
+  H5Handle space(H5Dget_space(ds), H5Sclose);
+  H5Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
   AMBIENT_CHECK(type.get() >= 0 && space.get() >= 0 && dcpl.get() >= 0,
                 "HDF5 reader: cannot read the type and extent of ", name, " in ", path);
   const hssize_t count = H5Sget_simple_extent_npoints(space.get());
@@ -224,13 +208,13 @@ void require_plausible_extent(hid_t ds, const std::string& path, const std::stri
 
 VlenLengths check_vlen_storage(hid_t file, const std::string& path, const std::string& name) {
   VlenLengths out;
-  Handle ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
+  H5Handle ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   AMBIENT_CHECK(ds.get() >= 0, "HDF5 reader: cannot open dataset ", name, " in ", path);
   require_plausible_extent(ds.get(), path, name);
-  Handle type(H5Dget_type(ds.get()), H5Tclose);
-  Handle space(H5Dget_space(ds.get()), H5Sclose);
-  Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
-  Handle fcpl(H5Fget_create_plist(file), H5Pclose);
+  H5Handle type(H5Dget_type(ds.get()), H5Tclose);
+  H5Handle space(H5Dget_space(ds.get()), H5Sclose);
+  H5Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+  H5Handle fcpl(H5Fget_create_plist(file), H5Pclose);
   AMBIENT_CHECK(type.get() >= 0 && space.get() >= 0 && dcpl.get() >= 0 && fcpl.get() >= 0,
                 "HDF5 reader: cannot read the type and layout of ", name, " in ", path);
   size_t address_size = 0, length_size = 0;

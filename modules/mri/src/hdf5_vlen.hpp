@@ -9,6 +9,23 @@
 
 namespace ambient::mri::detail {
 
+/// Closes an HDF5 handle with the right function (H5Dclose, H5Fclose, ...) when it leaves scope.
+class H5Handle {
+ public:
+  H5Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+  ~H5Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
 /// The stored lengths of a dataset's variable-length values, element by element.
 struct VlenLengths {
   bool checked = false;           ///< false: compact or filtered storage, whose raw bytes are not read here

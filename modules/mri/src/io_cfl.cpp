@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
 

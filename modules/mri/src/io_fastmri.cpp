@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "hdf5_locking.hpp"
 #include "hdf5_vlen.hpp"
 #include "ambient/mri/io.hpp"
@@ -17,22 +17,7 @@
 namespace ambient::mri {
 namespace {
 
-/// Closes an HDF5 handle with the right function when it leaves scope.
-class H5Handle {
- public:
-  H5Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  H5Handle(const H5Handle&) = delete;
-  H5Handle& operator=(const H5Handle&) = delete;
-  ~H5Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
+using detail::H5Handle;
 
 hid_t complex_type() {
   hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(std::complex<float>));

@@ -17,11 +17,11 @@
 #include <utility>
 #include <vector>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "hdf5_locking.hpp"
 #include "hdf5_vlen.hpp"
+#include "ambient/core/log.hpp"
 #include "ambient/mri/io.hpp"
-#include "ambient/mri/log.hpp"
 #include "ambient/mri/masks.hpp"
 
 namespace ambient::mri {

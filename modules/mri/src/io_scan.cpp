@@ -3,11 +3,11 @@
 
 #include <filesystem>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "hdf5_locking.hpp"
 #include "hdf5_vlen.hpp"
+#include "ambient/core/reader_crash.hpp"
 #include "ambient/mri/io.hpp"
-#include "ambient/mri/reader_crash.hpp"
 
 namespace ambient::mri {
 

@@ -5,7 +5,7 @@
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/fft.hpp"
 
 namespace ambient::mri {

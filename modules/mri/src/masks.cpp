@@ -8,7 +8,7 @@
 #include <numeric>
 #include <vector>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::mri {
 namespace {

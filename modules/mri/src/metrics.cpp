@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::mri {
 namespace {

@@ -1,7 +1,7 @@
 // Batched conjugate gradient and the classical reconstructions built on it.
 #include "ambient/mri/recon.hpp"
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::mri {
 namespace {

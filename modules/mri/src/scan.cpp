@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 #include "ambient/mri/fft.hpp"
 
 #include <torch/linalg.h>

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <random>
 
+#include "ambient/core/error.hpp"
 #include "ambient/mri/coils.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
 

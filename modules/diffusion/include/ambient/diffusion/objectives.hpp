@@ -1,13 +1,18 @@
 // Training objectives, each a small tested unit (docs/objectives.md):
 // clean denoising score matching; ambient with image-domain masks (Daras et al. 2023); ambient with Fourier
 // subsampling and coil maps (Aali et al. 2024); and the naive baseline that treats corrupted images as clean.
+// Each is a TrainingObjective, one file each (objective_clean.cpp for clean and naive, objective_ambient_image.cpp,
+// objective_ambient_fourier.cpp); the trainer knows only the interface.
 // Network-side images are [B, 2, H, W] float (real, imag); masks [B, 1, H, W] float 0/1.
 #pragma once
 
+#include <memory>
 #include <random>
+#include <string>
 
 #include <torch/torch.h>
 
+#include "ambient/diffusion/data.hpp"
 #include "ambient/diffusion/edm.hpp"
 
 namespace ambient::diffusion {
@@ -65,5 +70,39 @@ torch::Tensor line_mask_channel(const torch::Tensor& lines, int64_t nx);
 /// 4. Naive baseline: the clean objective on corrupted images taken as clean (zero-filled A^H y, or y with holes).
 torch::Tensor naive_loss(const DenoiserFn& d, const torch::Tensor& corrupted, const NoiseDraw& draw,
                          const EdmConfig& edm);
+
+enum class Objective { clean, ambient_image, ambient_fourier, naive };
+Objective parse_objective(const std::string& name);  ///< also "block" and "fourier", finetune's --corruption
+std::string objective_name(Objective o);
+
+/// How the ambient objectives draw Ã from A (TrainConfig holds the same fields).
+struct FurtherCorruptionConfig {
+  double delta = 0.2;        ///< pixels: extra erasure probability; Fourier: fraction of A's lines dropped
+  int64_t extra_blocks = 0;  ///< image masks: erase this many extra boxes instead of pixels (0: pixels)
+  int64_t extra_block_min = 8, extra_block_max = 32;  ///< their side range
+};
+
+/// One training objective. The trainer draws, for example j of a batch and from that example's own generators,
+/// its further corruption, then σ, then its noise (that order: checkpoints of earlier versions resume exactly),
+/// and asks for the batch's loss.
+class TrainingObjective {
+ public:
+  virtual ~TrainingObjective() = default;
+  virtual Objective kind() const = 0;
+  /// Example j's further corruption Ã [1, ...] (undefined for objectives without one). Throws when the batch lacks
+  /// what the objective needs, naming the data to use.
+  virtual torch::Tensor draw_corruption(const Batch& batch, int64_t j, at::Generator& gen,
+                                        std::mt19937_64& rng) const {
+    return {};
+  }
+  /// Example j's unit noise (noise_like's convention, σ = 1), shaped as the image the objective noises.
+  virtual torch::Tensor draw_noise(const Batch& batch, at::Generator& gen) const = 0;
+  /// The batch's loss for the draws. `corruption` holds the examples' Ã along dim 0; `holdout` scores only what Ã
+  /// hid but A saw, the validation loss that needs no clean data.
+  virtual torch::Tensor loss(const DenoiserFn& d, const Batch& batch, const torch::Tensor& corruption,
+                             const NoiseDraw& draw, const EdmConfig& edm, bool holdout) const = 0;
+};
+
+std::unique_ptr<TrainingObjective> make_objective(Objective kind, const FurtherCorruptionConfig& further = {});
 
 }  // namespace ambient::diffusion

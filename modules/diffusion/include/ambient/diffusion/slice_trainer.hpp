@@ -9,8 +9,8 @@
 
 #include <torch/torch.h>
 
+#include "ambient/core/tensor_file.hpp"
 #include "ambient/diffusion/edm.hpp"
-#include "ambient/diffusion/tensor_file.hpp"
 
 namespace ambient::diffusion {
 

@@ -12,13 +12,10 @@
 #include "ambient/diffusion/data.hpp"
 #include "ambient/diffusion/distributed.hpp"
 #include "ambient/diffusion/edm.hpp"
+#include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/scripted.hpp"
 
 namespace ambient::diffusion {
-
-enum class Objective { clean, ambient_image, ambient_fourier, naive };
-Objective parse_objective(const std::string& name);
-std::string objective_name(Objective o);
 
 struct TrainConfig {
   Objective objective = Objective::clean;

@@ -7,7 +7,8 @@
 
 #include <torch/types.h>
 
-#include "ambient/mri/reader_crash.hpp"
+#include "ambient/core/atomic_write.hpp"
+#include "ambient/core/reader_crash.hpp"
 #include "ambient/mri/scan.hpp"
 
 namespace ambient::mri {
@@ -65,12 +66,5 @@ Volume read_nifti(const std::string& path);
 void write_png(const std::string& path, const torch::Tensor& image, double lo, double hi);
 /// Several images side by side, each windowed to [0, hi]; one grey row of pixels separates them.
 void write_png_row(const std::string& path, const std::vector<torch::Tensor>& images, double hi);
-
-/// Writes `path` through a temporary sibling and renames it into place, so no half-written file is left.
-/// `write` receives the temporary path (same extension as `path`).
-/// Fails, naming `what` (an option) and the folder, unless `path`'s folder exists: for outputs that are written only
-/// after minutes of work, checked before the work starts.
-void require_output_folder(const std::string& path, const std::string& what);
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
 }  // namespace ambient::mri

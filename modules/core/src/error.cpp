@@ -1,5 +1,5 @@
 // Shape formatting for error messages.
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient {
 

@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-namespace ambient::diffusion {
+namespace ambient {
 
 struct TensorFile {
   std::map<std::string, std::string> meta;                    ///< keys: no spaces; values: one line
@@ -39,7 +39,7 @@ void check_zip_integrity(const std::string& bytes, const std::string& name);
 /// The same for a file on disk.
 void check_zip_file(const std::string& path);
 /// Loads a LibTorch archive (an ambient checkpoint, a .model.pt or .adam.pt) from `path`: check_zip_file first,
-/// then LibTorch's reader inside an mri::ReaderCrashScope (a crash in its TorchScript parser reads as a damaged
+/// then LibTorch's reader inside an ambient::ReaderCrashScope (a crash in its TorchScript parser reads as a damaged
 /// file in programs that asked for that). Missing files and LibTorch's errors throw ambient::Error naming `path`.
 void load_archive(torch::serialize::InputArchive& archive, const std::string& path,
                   c10::optional<torch::Device> device = c10::nullopt);
@@ -49,4 +49,4 @@ TensorFile module_tensors(torch::nn::Module& m);
 /// Copies every parameter and buffer of `m` from `file` (names and shapes must match exactly, both ways).
 void load_module_tensors(torch::nn::Module& m, const TensorFile& file, const std::string& path);
 
-}  // namespace ambient::diffusion
+}  // namespace ambient

@@ -1,5 +1,5 @@
 // The reader-crash handler (reader_crash.hpp).
-#include "ambient/mri/reader_crash.hpp"
+#include "ambient/core/reader_crash.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <atomic>
 #include <cstring>
 
-namespace ambient::mri {
+namespace ambient {
 namespace {
 
 // The two halves of the line, around the signal's name: "ambient: error: the READER crashed (" and
@@ -74,4 +74,4 @@ ReaderCrashScope::~ReaderCrashScope() {
   g_tail.set(previous_tail_);
 }
 
-}  // namespace ambient::mri
+}  // namespace ambient

@@ -1,5 +1,5 @@
 // Named tensors in a version-independent file (tensor_file.hpp).
-#include "ambient/diffusion/tensor_file.hpp"
+#include "ambient/core/tensor_file.hpp"
 
 #include <algorithm>
 #include <array>
@@ -13,15 +13,15 @@
 #include <sstream>
 #include <utility>
 
-#include <unistd.h>
 #ifdef AMBIENT_HAVE_ZLIB
 #include <zlib.h>
 #endif
 
-#include "ambient/mri/error.hpp"
-#include "ambient/mri/reader_crash.hpp"
+#include "ambient/core/atomic_write.hpp"
+#include "ambient/core/error.hpp"
+#include "ambient/core/reader_crash.hpp"
 
-namespace ambient::diffusion {
+namespace ambient {
 namespace {
 
 constexpr const char* kMagic = "ambient-tensors 1";
@@ -57,8 +57,7 @@ bool is_tensor_file(const std::string& path) {
 }
 
 void write_tensor_file(const std::string& path, const TensorFile& file) {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
+  write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     AMBIENT_CHECK(out.good(), "tensor file: cannot create ", tmp, " (does the folder exist and is it writable?)");
     out << kMagic << "\n";
@@ -79,13 +78,7 @@ void write_tensor_file(const std::string& path, const TensorFile& file) {
     out << "end\n";
     out.flush();
     AMBIENT_CHECK(out.good(), "tensor file: write failed: ", tmp, " (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    fail("tensor file: cannot rename ", tmp, " to ", path, ": ", ec.message());
-  }
+  });
 }
 
 TensorFile read_tensor_file(const std::string& path) {
@@ -323,7 +316,7 @@ void load_archive(torch::serialize::InputArchive& archive, const std::string& pa
                   c10::optional<torch::Device> device) {
   AMBIENT_CHECK(std::filesystem::exists(path), "checkpoint: file not found: ", path);
   check_zip_file(path);  // LibTorch's parser trusts the archive
-  const mri::ReaderCrashScope scope("checkpoint reader (LibTorch 1.13)", path,
+  const ambient::ReaderCrashScope scope("checkpoint reader (LibTorch 1.13)", path,
                                     "the file is damaged; train again, or resume from an earlier checkpoint");
   try {
     archive.load_from(path, device);
@@ -334,4 +327,4 @@ void load_archive(torch::serialize::InputArchive& archive, const std::string& pa
   }
 }
 
-}  // namespace ambient::diffusion
+}  // namespace ambient

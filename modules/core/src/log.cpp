@@ -1,11 +1,11 @@
 // Logging facade: one global level and sink, guarded by a mutex so worker threads can log.
-#include "ambient/mri/log.hpp"
+#include "ambient/core/log.hpp"
 
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
 
-#include "ambient/mri/error.hpp"
+#include "ambient/core/error.hpp"
 
 namespace ambient::log {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-namespace ambient::mri {
+namespace ambient {
 
 /// The purposes seeds are derived for; each is its own stream, so no two purposes share random numbers.
 enum class SeedStream : uint64_t {
@@ -19,4 +19,4 @@ inline uint64_t derive_seed(uint64_t seed, SeedStream stream, uint64_t index) {
   return z ^ (z >> 31);
 }
 
-}  // namespace ambient::mri
+}  // namespace ambient

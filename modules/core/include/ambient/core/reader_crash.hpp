@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace ambient::mri {
+namespace ambient {
 
 /// For command-line programs, once at start-up: from then on a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)
 /// while a ReaderCrashScope is open ends the process with one line, "ambient: error: the READER crashed (SIGNAL)
@@ -28,4 +28,4 @@ class ReaderCrashScope {
   std::string previous_head_, previous_tail_;
 };
 
-}  // namespace ambient::mri
+}  // namespace ambient
