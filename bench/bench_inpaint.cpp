@@ -18,11 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include "ambient/core/error.hpp"
 #include "ambient/diffusion/data.hpp"
 #include "ambient/diffusion/edm.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/trainer.hpp"
-#include "ambient/mri/error.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
 
