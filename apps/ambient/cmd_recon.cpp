@@ -177,12 +177,7 @@ int run_recon(const std::vector<std::string>& args) {
 
   torch::Tensor maps;
   if (!maps_in.empty()) {
-    // BART maps (kx, ky, 1, coil, [maps], ..., slice): keep the first set of maps, shaped [slice, coil, ky, kx].
-    auto t = mri::read_cfl(maps_in);
-    std::vector<int64_t> shape(16 - t.dim(), 1);
-    shape.insert(shape.end(), t.sizes().begin(), t.sizes().end());
-    t = t.reshape(shape).select(11, 0);  // BART dim 4 (MAPS) is row-major index 11
-    maps = t.reshape({t.size(2), t.size(11), t.size(13), t.size(14)}).contiguous();
+    maps = mri::read_cfl_maps(maps_in);
     AMBIENT_CHECK(maps.sizes() == scan.ksp.sizes(), "recon --coil-maps: maps ", shape_string(maps.sizes().vec()),
                   " (slice, coil, ky, kx) do not match the scan's k-space ", shape_string(scan.ksp.sizes().vec()),
                   "; missing coil data or a different matrix?");

@@ -635,3 +635,21 @@ TEST(Io, FuzzFindingsAreRefusedWithTheirCheck) {
     EXPECT_NE(e.find(why), std::string::npos) << file << ": " << e;
   }
 }
+
+TEST(Io, CflMapsKeepTheFirstSetOfBartMaps) {
+  // ecalib -m 2 layout, row-major: [slice, 1 x 8, maps, coil, 1, ky, kx] (BART dims reversed; MAPS is dim 4).
+  const int64_t slices = 2, maps_sets = 2, coils = 3, ny = 6, nx = 5;
+  auto gen = at::detail::createCPUGenerator(7);
+  auto t = torch::randn({slices, 1, 1, 1, 1, 1, 1, 1, 1, maps_sets, coils, 1, ny, nx}, gen, torch::kComplexFloat);
+  const auto path = test::scratch("maps");
+  mri::write_cfl(path, t);
+  auto maps = mri::read_cfl_maps(path);
+  ASSERT_EQ(maps.sizes(), torch::IntArrayRef({slices, coils, ny, nx}));
+  EXPECT_TRUE(torch::equal(maps, t.select(9, 0).reshape({slices, coils, ny, nx})));
+  // What write_cfl_kspace writes (one set of maps) reads back as it was.
+  mri::write_cfl_kspace(path, maps);
+  EXPECT_TRUE(torch::equal(mri::read_cfl_maps(path), maps));
+  // A third dimension (PHS2) is not a set of 2-D maps.
+  mri::write_cfl(path, torch::ones({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, coils, 2, ny, nx}, torch::kComplexFloat));
+  EXPECT_THROW(mri::read_cfl_maps(path), ambient::Error);
+}

@@ -13,7 +13,7 @@ namespace ambient::mri {
 namespace {
 
 constexpr int kBartDims = 16;
-constexpr int kCoilDim = 3, kSliceDim = 13;
+constexpr int kCoilDim = 3, kMapsDim = 4, kSliceDim = 13;
 
 std::string base_of(const std::string& path) {
   for (const char* ext : {".cfl", ".hdr"})
@@ -90,6 +90,22 @@ void write_cfl_kspace(const std::string& path, const torch::Tensor& ksp) {
   for (int i = kSliceDim - 1; i > kCoilDim; --i) shape.push_back(1);
   shape.insert(shape.end(), {ksp.size(1), 1, ksp.size(2), ksp.size(3)});
   write_cfl(path, ksp.reshape(shape));
+}
+
+torch::Tensor read_cfl_maps(const std::string& path) {
+  auto t = read_cfl(path);
+  std::vector<int64_t> shape(kBartDims - t.dim(), 1);
+  shape.insert(shape.end(), t.sizes().begin(), t.sizes().end());
+  t = t.reshape(shape);  // index i of the row-major tensor is BART dim 15 - i
+  auto size = [&](int bart_dim) { return t.size(kBartDims - 1 - bart_dim); };
+  for (int d = 0; d < kBartDims; ++d) {
+    const bool used = d == 0 || d == 1 || d == kCoilDim || d == kMapsDim || d == kSliceDim;
+    AMBIENT_CHECK(used || size(d) == 1, "cfl reader: expected coil maps with BART dims READ, PHS1, COIL, MAPS, SLICE "
+                  "only (bart ecalib), got size ", size(d), " in dim ", d, " of ", path);
+  }
+  return t.select(kBartDims - 1 - kMapsDim, 0)
+      .reshape({size(kSliceDim), size(kCoilDim), size(1), size(0)})
+      .contiguous();
 }
 
 Scan read_cfl_scan(const std::string& path) {

@@ -48,6 +48,9 @@ void write_cfl(const std::string& path, const torch::Tensor& data);
 Scan read_cfl_scan(const std::string& path);
 /// Writes scan k-space with BART's dimension convention (READ=0, PHS1=1, COIL=3, SLICE=13).
 void write_cfl_kspace(const std::string& path, const torch::Tensor& ksp);
+/// Coil maps from a BART cfl (`bart ecalib`: READ, PHS1, PHS2=1, COIL, MAPS at 4, SLICE at 13) as [slice, coil, ky,
+/// kx]: the first set of maps when ecalib wrote several (-m). Throws naming the file if another dimension is used.
+torch::Tensor read_cfl_maps(const std::string& path);
 
 /// A 3-D scalar volume with ITK geometry: data [z, y, x] float32; LPS physical space.
 struct Volume {
