@@ -12,6 +12,7 @@
 #include "ambient/core/tensor_file.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/io.hpp"
+#include "ambient/mri/masks.hpp"
 #include "cli.hpp"
 
 namespace ambient::app {
@@ -252,11 +253,8 @@ int run_finetune(const std::vector<std::string>& args) {
                                               : diffusion::Objective::ambient_image;
   auto files = diffusion::expand_inputs(c.data, {".h5", ".cfl"});
   if (further_accel > 0) {
-    const auto first = mri::read_scan(files[0]);
-    const double n = first.ny(), sampled = first.mask[0].sum().item<double>(), calib = first.calib[0].sum().item<double>();
-    AMBIENT_CHECK(further_accel > n / sampled, "finetune --further-accel ", further_accel,
-                  " must exceed the data's own acceleration ", n / sampled);
-    c.cfg.delta = std::clamp((sampled - n / further_accel) / std::max(1.0, sampled - calib), 0.0, 0.95);
+    const auto first = mri::read_scan(files[0]);  // δ from its first slice's lines
+    c.cfg.delta = mri::further_drop_fraction(first.mask[0], first.calib[0], further_accel);
     std::cout << "further acceleration " << further_accel << ": δ = " << c.cfg.delta << "\n";
   }
   std::shared_ptr<diffusion::Source> data = diffusion::scan_source(files, sc), val;

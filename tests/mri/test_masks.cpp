@@ -172,3 +172,18 @@ TEST(Masks, CentralRunFindsTheAcsBlock) {
   m[17] = true;
   EXPECT_EQ(indices(mri::central_run(m)), (std::vector<int64_t>{8, 9, 10, 11, 12}));
 }
+
+TEST(Masks, FurtherDropFractionGivesTheRequestedAcceleration) {
+  auto m = mri::random_mask_1d(256, 0.08, 4, 11);
+  auto calib = mri::central_run(m);
+  const double sampled = m.sum().item<double>(), c = calib.sum().item<double>();
+  const double delta = mri::further_drop_fraction(m, calib, 5.0);
+  // Dropping δ of the non-calibration lines leaves 256 / 5 lines on average.
+  EXPECT_NEAR(sampled - delta * (sampled - c), 256.0 / 5.0, 1e-9);
+  std::mt19937_64 rng(3);
+  double kept = 0;
+  for (int i = 0; i < 200; ++i) kept += mri::further_subsample(m, calib, delta, rng).sum().item<double>();
+  EXPECT_NEAR(256.0 / (kept / 200), 5.0, 0.15);
+  EXPECT_DOUBLE_EQ(mri::further_drop_fraction(m, calib, 1000.0), 0.95);  // never every line
+  EXPECT_THROW(mri::further_drop_fraction(m, calib, 256.0 / sampled), ambient::Error);  // not beyond A's own R
+}

@@ -216,6 +216,15 @@ torch::Tensor random_pixels(int64_t ny, int64_t nx, double erase_probability, ui
   return t;
 }
 
+double further_drop_fraction(const torch::Tensor& mask, const torch::Tensor& calib, double further_accel) {
+  AMBIENT_CHECK(mask.dim() == 1 && calib.sizes() == mask.sizes(), "further acceleration: expected line masks [n]");
+  const double n = static_cast<double>(mask.numel()), sampled = mask.to(torch::kDouble).sum().item<double>();
+  const double calibration = (calib.to(torch::kBool) & mask.to(torch::kBool)).sum().item<double>();
+  AMBIENT_CHECK(sampled > 0 && further_accel > n / sampled, "further acceleration ", further_accel,
+                ": expected more than the data's own acceleration ", n / std::max(1.0, sampled));
+  return std::clamp((sampled - n / further_accel) / std::max(1.0, sampled - calibration), 0.0, 0.95);
+}
+
 torch::Tensor further_subsample(const torch::Tensor& mask, const torch::Tensor& calib, double drop_fraction,
                                 std::mt19937_64& rng) {
   AMBIENT_CHECK(mask.dim() == 1, "further subsample: expected a 1-D line mask, got ",

@@ -49,6 +49,11 @@ torch::Tensor random_pixels(int64_t ny, int64_t nx, double erase_probability, ui
 torch::Tensor further_subsample(const torch::Tensor& mask, const torch::Tensor& calib, double drop_fraction,
                                 std::mt19937_64& rng);
 
+/// The drop fraction δ for further_subsample that gives Ã the acceleration `further_accel` (A-DPS's R̃) on a line
+/// mask `mask` (bool [n]) with calibration lines `calib`: (sampled − n / R̃) / (sampled − calibration), at most 0.95.
+/// Throws unless R̃ exceeds the mask's own acceleration.
+double further_drop_fraction(const torch::Tensor& mask, const torch::Tensor& calib, double further_accel);
+
 /// The largest run of consecutive sampled lines containing (or nearest to) the centre of a 1-D mask, as a bool
 /// mask of the same length: the auto-detected calibration (ACS) region.
 torch::Tensor central_run(const torch::Tensor& mask);
