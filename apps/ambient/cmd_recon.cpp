@@ -131,15 +131,10 @@ int run_recon(const std::vector<std::string>& args) {
   diffusion::ModelPtr model;
   if (with_model) {
     model = diffusion::load_denoiser(model_path);  // fail on a bad model before any work
-    // The model's own defaults (the library chooses them from the checkpoint); options given here override.
-    const auto d = diffusion::defaults_for(model_path);
     AMBIENT_CHECK(rc.further_accel == -1 || rc.further_accel == 0 || rc.further_accel > 1, "recon --further-accel: "
                   "expected an acceleration > 1, 0 (off) or -1 (the model's default), got ", rc.further_accel);
-    if (rc.further_accel < 0) rc.further_accel = d.further_accel;
-    if (rc.posterior.gamma_floor < 0) rc.posterior.gamma_floor = d.posterior.gamma_floor;
-    if (rc.posterior.gamma_scale < 0) rc.posterior.gamma_scale = d.posterior.gamma_scale;
-    if (rc.samples < 0) rc.samples = d.samples;
-    if (rc.posterior.schedule.steps < 0) rc.posterior.schedule.steps = d.posterior.schedule.steps;
+    // The model's own defaults (the library chooses them from the checkpoint); options given here override.
+    rc = diffusion::with_defaults_for(rc, model_path);
     AMBIENT_CHECK(rc.samples >= 1, "recon --samples: expected at least 1 (or -1 for the default), got ", rc.samples);
     AMBIENT_CHECK(rc.posterior.schedule.steps >= 1, "recon --steps: expected at least 1 (or -1 for the default), got ",
                   rc.posterior.schedule.steps);

@@ -192,6 +192,17 @@ TEST(Reconstruct, DefaultsComeFromWhatTheCheckpointSays) {
     EXPECT_EQ(d.posterior.gamma_floor, plain.posterior.gamma_floor) << name;
   }
   EXPECT_THROW(defaults_for(test::scratch("missing.pt")), ambient::Error);
+
+  // Unset fields (-1) take the model's defaults; fields given keep their value.
+  ReconstructConfig given;
+  given.samples = -1, given.posterior.schedule.steps = -1, given.further_accel = -1;
+  given.posterior.gamma_floor = -1, given.posterior.gamma_scale = 0.25;
+  const auto r = with_defaults_for(given, test::scratch("fourier.pt"));
+  EXPECT_EQ(r.samples, fourier.samples);
+  EXPECT_EQ(r.posterior.schedule.steps, fourier.posterior.schedule.steps);
+  EXPECT_EQ(r.further_accel, fourier.further_accel);
+  EXPECT_EQ(r.posterior.gamma_floor, fourier.posterior.gamma_floor);
+  EXPECT_EQ(r.posterior.gamma_scale, 0.25);
 }
 
 namespace {

@@ -51,6 +51,16 @@ ReconstructConfig defaults_for(const std::string& checkpoint) {
   return c;
 }
 
+ReconstructConfig with_defaults_for(ReconstructConfig given, const std::string& checkpoint) {
+  const auto d = defaults_for(checkpoint);
+  if (given.further_accel < 0) given.further_accel = d.further_accel;
+  if (given.posterior.gamma_floor < 0) given.posterior.gamma_floor = d.posterior.gamma_floor;
+  if (given.posterior.gamma_scale < 0) given.posterior.gamma_scale = d.posterior.gamma_scale;
+  if (given.samples < 0) given.samples = d.samples;
+  if (given.posterior.schedule.steps < 0) given.posterior.schedule.steps = d.posterior.schedule.steps;
+  return given;
+}
+
 namespace {
 
 // The K samples of slices `ksp` [n, C, ny, nx] in one batch; `first` is the index of the first slice in the scan.

@@ -43,6 +43,9 @@ struct ReconstructConfig {
 /// other model (clean, naive, block, TorchScript) runs fewer, longer chains with the plain Gaussian γ(σ).
 /// Callers override single fields; `ambient recon` does so only for the options given on its command line.
 ReconstructConfig defaults_for(const std::string& checkpoint);
+/// `given` with every field it leaves unset (-1: samples, steps, further_accel, gamma_floor, gamma_scale) taken from
+/// defaults_for(checkpoint): what `ambient recon` runs when only some options are given.
+ReconstructConfig with_defaults_for(ReconstructConfig given, const std::string& checkpoint);
 
 struct Reconstruction {
   torch::Tensor mean;  ///< [slice, ky, kx] complex64: the reconstruction (the posterior-mean estimate), scan units
