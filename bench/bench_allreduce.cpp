@@ -34,7 +34,7 @@ double time_ms(F&& f, int repeats) {
 
 int main() {
   torch::set_num_threads(1);
-  auto group = Group::join(DistConfig{});
+  auto group = join_group(DistConfig{});
   int64_t numel = 0;
   for (const auto& p : UNet(UNetConfig{})->parameters()) numel += p.numel();
   auto flat = torch::randn({numel});

@@ -6,7 +6,7 @@
 
 #include "ambient/core/error.hpp"
 #include "ambient/core/tensor_file.hpp"
-#include "ambient/diffusion/slice_trainer.hpp"
+#include "ambient/diffusion/slices.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "cli.hpp"
 

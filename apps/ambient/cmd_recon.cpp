@@ -126,7 +126,7 @@ int run_recon(const std::vector<std::string>& args) {
                 "recon --precision: expected auto|fp32|bf16, got '", precision, "'");
   AMBIENT_CHECK(rc.slice_batch >= 0, "recon --slice-batch: expected 0 (automatic) or a number of slices, got ",
                 rc.slice_batch);
-  const auto group = diffusion::Group::join(dist);
+  const auto group = diffusion::join_group(dist);
   const bool main_rank = group->is_main();
   diffusion::ModelPtr model;
   if (with_model) {

@@ -10,6 +10,8 @@
 
 #include "ambient/core/error.hpp"
 #include "ambient/core/tensor_file.hpp"
+#include "ambient/diffusion/data.hpp"
+#include "ambient/diffusion/distributed.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
@@ -140,7 +142,7 @@ int run_pretrain(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("pretrain", "--data VOLUMES... --out model.pt [options]", opts, pos, args, vm)) return 0;
   check_common(c);
-  const auto group = diffusion::Group::join(c.dist);  // first: a rank that cannot join fails before any work
+  const auto group = diffusion::join_group(c.dist);  // first: a rank that cannot join fails before any work
   c.cfg.flips = !vm.count("no-flips");
   net.channel_mult = int_list(mult, "--channel-mult");
   net.attention_levels = attention.empty() ? std::vector<int64_t>{} : int_list(attention, "--attention");
@@ -225,7 +227,7 @@ int run_finetune(const std::vector<std::string>& args) {
   check_common(c);
   AMBIENT_CHECK(vm["further-accel"].defaulted() || further_accel > 1, "--further-accel: expected an acceleration > 1, "
                 "got ", further_accel);
-  const auto group = diffusion::Group::join(c.dist);
+  const auto group = diffusion::join_group(c.dist);
   c.cfg.flips = !vm.count("no-flips");
   AMBIENT_CHECK(corruption == "fourier" || corruption == "block", "finetune --corruption: expected fourier|block, "
                 "got '", corruption, "'");

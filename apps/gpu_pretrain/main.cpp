@@ -1,6 +1,6 @@
-// ambient-gpu-pretrain: pretrains the foundation network on a GPU. It links only LibTorch (and four sources of
-// ambient::diffusion), so it builds on a machine that has a CUDA LibTorch and none of ambient's other dependencies
-// (apps/gpu_pretrain/CMakeLists.txt). Its input is a tensor file of clean slices (`ambient pretrain --dump-slices`);
+// ambient-gpu-pretrain: pretrains the foundation network on a GPU with the one training loop (trainer.hpp) over
+// clean slices on the device (slices.hpp). It links only LibTorch (ambient::core and ambient::nn), so it builds on a
+// machine that has a CUDA LibTorch and none of ambient's other dependencies (apps/gpu_pretrain/CMakeLists.txt). Its input is a tensor file of clean slices (`ambient pretrain --dump-slices`);
 // its output, EMA weights in a tensor file that `ambient export` turns into a checkpoint. docs/cli.md has the recipe.
 // Options are parsed by hand: Boost is one of the dependencies this build must do without.
 #include <torch/torch.h>
@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "ambient/core/error.hpp"
-#include "ambient/diffusion/slice_trainer.hpp"
+#include "ambient/diffusion/slices.hpp"
 
 namespace {
 
@@ -95,7 +95,9 @@ int main(int argc, char** argv) {
     auto get = [&](const std::string& k, const std::string& fallback) {
       return opt.count(k) ? opt.at(k) : fallback;
     };
-    SliceTrainConfig cfg;
+    TrainConfig cfg = slice_pretrain_defaults();
+    SliceAugment augment;
+    int64_t report_every = 50;
     UNetConfig net;
     EdmConfig edm;
     std::string device_name, out, log_path;
@@ -107,7 +109,7 @@ int main(int argc, char** argv) {
       cfg.warmup = std::stoll(get("--warmup", std::to_string(cfg.warmup)));
       cfg.ema_halflife = std::stod(get("--ema-halflife", std::to_string(cfg.ema_halflife)));
       cfg.grad_clip = std::stod(get("--grad-clip", std::to_string(cfg.grad_clip)));
-      cfg.seed = std::stoull(get("--seed", "1"));
+      cfg.seed = std::stoull(get("--seed", std::to_string(cfg.seed)));
       cfg.checkpoint_every = std::stoll(get("--checkpoint-every", std::to_string(cfg.checkpoint_every)));
       cfg.time_limit_s = std::stod(get("--time-limit", "0"));
       cfg.bf16 = !opt.count("--no-bf16");
@@ -144,17 +146,29 @@ int main(int argc, char** argv) {
 
     std::ofstream log(log_path, opt.count("--resume") ? std::ios::app : std::ios::trunc);
     AMBIENT_CHECK(log.good(), "ambient-gpu-pretrain: cannot write the log ", log_path);
-    const auto monitor = [&](const SliceTrainReport& r) {
-      log << "{\"step\": " << r.step << ", \"loss\": " << r.loss << ", \"lr\": " << r.lr
-          << ", \"images_per_s\": " << r.images_per_s << ", \"elapsed_s\": " << r.elapsed_s << "}\n";
+    // Every step reports; the log and the screen get the mean loss of the last report_every steps.
+    double loss_sum = 0;
+    int64_t since = 0;
+    double since_s = 0;
+    const auto monitor = [&](const StepReport& r) {
+      loss_sum += r.loss;
+      ++since;
+      since_s += static_cast<double>(cfg.batch) / std::max(1e-9, r.images_per_s);
+      if (r.step % report_every != 0 && !r.checkpointed) return;
+      const double loss = loss_sum / static_cast<double>(since);
+      const double images_per_s = static_cast<double>(since * cfg.batch) / std::max(1e-9, since_s);
+      loss_sum = 0, since = 0, since_s = 0;
+      log << "{\"step\": " << r.step << ", \"loss\": " << loss << ", \"lr\": " << r.lr
+          << ", \"images_per_s\": " << images_per_s << ", \"elapsed_s\": " << r.elapsed_s << "}\n";
       log.flush();
-      const double steps_per_s = r.images_per_s / static_cast<double>(cfg.batch);
-      std::cout << "step " << r.step << "/" << r.steps << "  loss " << std::setprecision(4) << r.loss << "  "
-                << std::setprecision(5) << r.images_per_s << " img/s  elapsed " << clock_string(r.elapsed_s)
+      const double steps_per_s = images_per_s / static_cast<double>(cfg.batch);
+      std::cout << "step " << r.step << "/" << r.steps << "  loss " << std::setprecision(4) << loss << "  "
+                << std::setprecision(5) << images_per_s << " img/s  elapsed " << clock_string(r.elapsed_s)
                 << "  ETA " << clock_string(static_cast<double>(r.steps - r.step) / std::max(1e-9, steps_per_s))
                 << (r.checkpointed ? "  (checkpoint)" : "") << std::endl;
     };
-    const auto step = train_on_slices(slices, net, edm, cfg, device, out, opt.count("--resume") > 0, monitor);
+    const auto step = train_on_slices(slices, net, edm, cfg, augment, device, out, opt.count("--resume") > 0,
+                                      monitor);
     std::cout << "wrote " << out << " (EMA weights at step " << step << "/" << cfg.steps << ")"
               << (step < cfg.steps ? "; continue with the same command and --resume" : "") << "\n";
     return 0;

@@ -96,7 +96,7 @@ int worker() {
   torch::set_num_threads(1);
   DistConfig dc;
   dc.timeout_s = std::getenv("AMBIENT_DIST_TIMEOUT") ? std::atof(std::getenv("AMBIENT_DIST_TIMEOUT")) : 20;
-  auto group = Group::join(dc);
+  auto group = join_group(dc);
   auto cfg = config(2, steps);
   cfg.bucket_mb = bucket_mb;
   auto state = new_state(tiny(), EdmConfig{}, cfg);
@@ -305,20 +305,20 @@ TEST(Distributed, MissingRendezvousSaysWhatToSet) {
   setenv("WORLD_SIZE", "2", 1);
   unsetenv("MASTER_ADDR");
   try {
-    Group::join(DistConfig{});
+    join_group(DistConfig{});
     FAIL() << "expected an error";
   } catch (const ambient::Error& e) {
     EXPECT_NE(std::string(e.what()).find("MASTER_ADDR"), std::string::npos) << e.what();
   }
   DistConfig nccl;
   nccl.backend = "nccl";
-  EXPECT_THROW(Group::join(nccl), ambient::Error);
+  EXPECT_THROW(join_group(nccl), ambient::Error);
   unsetenv("RANK");
   unsetenv("WORLD_SIZE");
 }
 
 TEST(Distributed, ALoneProcessIsItsOwnGroup) {
-  auto g = Group::join(DistConfig{});
+  auto g = join_group(DistConfig{});
   EXPECT_FALSE(g->distributed());
   auto t = torch::ones({3});
   g->allreduce_sum(t);

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "ambient/core/error.hpp"
+#include "ambient/diffusion/data.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/io.hpp"

@@ -1,4 +1,4 @@
-// Data sources, the deterministic (seed, step) order, and the background loader.
+// The sources that read training data from disk (data.hpp).
 #include "ambient/diffusion/data.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -9,6 +9,7 @@
 #include <random>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/seed.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/io.hpp"
@@ -18,20 +19,6 @@
 
 namespace ambient::diffusion {
 namespace {
-
-uint64_t mix(uint64_t a, uint64_t b) {  // splitmix-style hash of two integers, for per-example seeds
-  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Reflection about the centred-FFT origin (index n/2): i -> (2 (n/2) - i) mod n. It commutes with fft2c, so
-// flipping image, maps, k-space and line mask this way keeps y = M F S x true.
-torch::Tensor centred_flip(const torch::Tensor& t, int64_t dim) {
-  auto f = torch::flip(t, {dim});
-  return t.size(dim) % 2 == 0 ? torch::roll(f, {1}, {dim}) : f;
-}
 
 double percentile99(const torch::Tensor& magnitude) {
   return magnitude.flatten().to(torch::kFloat).quantile(0.99).item<double>();
@@ -77,7 +64,7 @@ class CleanVolumeSource final : public Source {
   }
   Example load(int64_t f, int64_t s) override {
     auto mag = magnitude(f, s);
-    auto gen = at::detail::createCPUGenerator(mix(seed_, mix(f, s)));
+    auto gen = at::detail::createCPUGenerator(mix_seeds(seed_, mix_seeds(f, s)));
     auto phase = mri::smooth_phase(1, matrix_, 1.5, gen).to(torch::kFloat);
     auto z = torch::polar(mag.unsqueeze(0), phase);
     Example e;
@@ -134,7 +121,7 @@ class ScanSource final : public Source {
       e.image = to_channels(zf / scale)[0];
     } else {
       auto keep = mri::random_blocks(ny_, nx_, cfg_.block_count, cfg_.block_min, cfg_.block_max,
-                                     static_cast<uint32_t>(mix(cfg_.seed, mix(f, s))));
+                                     static_cast<uint32_t>(mix_seeds(cfg_.seed, mix_seeds(f, s))));
       e.mask = keep.to(torch::kFloat).unsqueeze(0);
       e.image = to_channels(zf / scale)[0] * e.mask;  // only what A observed ever leaves this function
     }
@@ -151,38 +138,7 @@ class ScanSource final : public Source {
   torch::Tensor maps_;
 };
 
-torch::Tensor stack_field(const std::vector<Example>& ex, torch::Tensor Example::*field) {
-  if (!(ex[0].*field).defined()) return {};
-  std::vector<torch::Tensor> parts;
-  for (const auto& e : ex) parts.push_back(e.*field);
-  return torch::stack(parts);
-}
-
 }  // namespace
-
-int64_t Batch::size() const {
-  for (const auto* t : {&image, &ksp})
-    if (t->defined()) return t->size(0);
-  return 0;
-}
-
-Batch collate(const std::vector<Example>& ex) {
-  AMBIENT_CHECK(!ex.empty(), "collate: empty batch");
-  Batch b;
-  b.image = stack_field(ex, &Example::image);
-  b.mask = stack_field(ex, &Example::mask);
-  b.ksp = stack_field(ex, &Example::ksp);
-  b.maps = stack_field(ex, &Example::maps);
-  b.lines = stack_field(ex, &Example::lines);
-  b.calib = stack_field(ex, &Example::calib);
-  return b;
-}
-
-int64_t Source::total() const {
-  int64_t n = 0;
-  for (int64_t f = 0; f < files(); ++f) n += slices(f);
-  return n;
-}
 
 std::unique_ptr<Source> clean_volume_source(const std::vector<std::string>& volumes, int64_t matrix,
                                             const std::string& orientation, uint64_t seed) {
@@ -225,113 +181,6 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, c
     out.insert(out.end(), found.begin(), found.end());
   }
   return out;
-}
-
-Order::Order(const Source& source, uint64_t seed) : source_(source), seed_(seed), total_(source.total()) {
-  AMBIENT_CHECK(total_ > 0, "data: no slices to train on");
-}
-
-std::vector<std::pair<int64_t, int64_t>> Order::epoch(int64_t e) const {
-  std::mt19937_64 rng(mix(seed_, static_cast<uint64_t>(e)));
-  std::vector<int64_t> files(source_.files());
-  std::iota(files.begin(), files.end(), 0);
-  std::shuffle(files.begin(), files.end(), rng);
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t f : files) {
-    std::vector<int64_t> s(source_.slices(f));
-    std::iota(s.begin(), s.end(), 0);
-    std::shuffle(s.begin(), s.end(), rng);
-    for (int64_t i : s) out.emplace_back(f, i);
-  }
-  return out;
-}
-
-std::pair<int64_t, int64_t> Order::at(int64_t k) {
-  const int64_t e = k / total_;
-  if (e != cached_epoch_) {
-    cache_ = epoch(e);
-    cached_epoch_ = e;
-  }
-  return cache_[k % total_];
-}
-
-Example flip(const Example& e, bool horizontal, bool vertical) {
-  Example o = e;
-  auto apply = [&](torch::Tensor& t, int64_t dim_from_end) {
-    if (t.defined()) t = centred_flip(t, t.dim() - dim_from_end);
-  };
-  if (horizontal) {
-    for (auto* t : {&o.image, &o.mask, &o.ksp, &o.maps}) apply(*t, 1);
-  }
-  if (vertical) {
-    for (auto* t : {&o.image, &o.mask, &o.ksp, &o.maps}) apply(*t, 2);
-    for (auto* t : {&o.lines, &o.calib}) apply(*t, 1);
-  }
-  return o;
-}
-
-Loader::Loader(std::shared_ptr<Source> source, int64_t batch, uint64_t seed, int64_t first_step, bool flips,
-               int64_t depth, int64_t rank, int64_t world)
-    : source_(std::move(source)), batch_(batch), seed_(seed), flips_(flips), depth_(depth), rank_(rank),
-      world_(world), next_step_(first_step) {
-  AMBIENT_CHECK(batch_ >= 1, "training: expected a batch size >= 1, got ", batch_);
-  AMBIENT_CHECK(world_ >= 1 && rank_ >= 0 && rank_ < world_, "training: rank ", rank_, " outside a world of ", world_);
-  thread_ = std::thread([this] { work(); });
-}
-
-Loader::~Loader() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
-
-void Loader::work() {
-  try {
-    Order order(*source_, seed_);
-    int64_t step = next_step_;
-    while (true) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return stop_ || static_cast<int64_t>(ready_.size()) < depth_; });
-        if (stop_) return;
-      }
-      std::vector<Example> examples;
-      for (int64_t i = 0; i < batch_; ++i) {
-        const int64_t k = first_index(step, batch_, rank_, world_) + i;
-        const auto [f, s] = order.at(k);
-        Example e = source_->load(f, s);
-        if (flips_) {
-          const uint64_t r = mix(seed_ + 1, static_cast<uint64_t>(k));
-          e = flip(e, r & 1, (r >> 1) & 1);
-        }
-        examples.push_back(std::move(e));
-      }
-      Batch b = collate(examples);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ready_.push_back(std::move(b));
-      }
-      cv_.notify_all();
-      ++step;
-    }
-  } catch (...) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    error_ = std::current_exception();
-    cv_.notify_all();
-  }
-}
-
-Batch Loader::next() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [&] { return !ready_.empty() || error_; });
-  if (ready_.empty() && error_) std::rethrow_exception(error_);
-  Batch b = std::move(ready_.front());
-  ready_.pop_front();
-  cv_.notify_all();
-  return b;
 }
 
 }  // namespace ambient::diffusion

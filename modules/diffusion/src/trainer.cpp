@@ -38,9 +38,10 @@ torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfi
     sigma.push_back(sample_sigma(1, edm, gen));
     noise.push_back(objective->draw_noise(b, gen));
   }
-  NoiseDraw draw{torch::cat(sigma), torch::cat(noise)};
-  return objective->loss(as_denoiser(model), b, corruption.empty() ? torch::Tensor() : torch::cat(corruption), draw,
-                         edm, holdout);
+  const auto device = b.device();  // drawn on the CPU whatever the device: the same draws everywhere
+  NoiseDraw draw{torch::cat(sigma).to(device), torch::cat(noise).to(device)};
+  return objective->loss(as_denoiser(model), b,
+                         corruption.empty() ? torch::Tensor() : torch::cat(corruption).to(device), draw, edm, holdout);
 }
 
 namespace {
@@ -75,13 +76,16 @@ void join_job(TrainState& s, const TrainConfig& cfg, Group& group) {
 
 }  // namespace
 
-void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, std::shared_ptr<Source> validation,
-           const std::string& checkpoint, const TrainMonitor& monitor, std::shared_ptr<Group> group) {
+int64_t train(TrainState& s, const TrainConfig& cfg, const TrainIO& io) {
   AMBIENT_CHECK(cfg.steps >= 0 && cfg.batch >= 1, "training: expected steps >= 0 and batch >= 1");
   AMBIENT_CHECK(cfg.lr > 0 && std::isfinite(cfg.lr), "training: expected a positive learning rate, got ", cfg.lr);
   AMBIENT_CHECK(cfg.delta >= 0 && cfg.delta < 1, "training: expected δ in [0, 1), got ", cfg.delta);
+  AMBIENT_CHECK(cfg.time_limit_s >= 0, "training: expected a time limit >= 0 s, got ", cfg.time_limit_s);
   AMBIENT_CHECK(s.step <= cfg.steps, "training: the checkpoint is at step ", s.step, ", beyond --steps ", cfg.steps);
-  if (!group) group = std::make_shared<Group>();
+  AMBIENT_CHECK(io.batches != nullptr, "training: no batch source");
+  const auto group = io.group ? io.group : std::make_shared<Group>();
+  AMBIENT_CHECK(cfg.time_limit_s == 0 || !group->distributed(),
+                "training: a time limit needs one process (ranks could stop at different steps)");
   const int64_t rank = group->rank(), world = group->world();
   if (cfg.threads > 0) torch::set_num_threads(cfg.threads);
   AMBIENT_CHECK(s.noise_convention == kNoiseConvention || cfg.objective != Objective::ambient_fourier,
@@ -92,23 +96,25 @@ void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, 
   s.noise_convention = kNoiseConvention;
   if (group->distributed()) join_job(s, cfg, *group);
   const double beta = std::pow(0.5, 1.0 / std::max(1e-9, cfg.ema_halflife));
-  Loader loader(std::move(data), cfg.batch, cfg.seed, s.step, cfg.flips, 2, rank, world);
   s.model->train();
   auto params = s.model->parameters();
   auto ema_params = s.ema->parameters();
+  AMBIENT_CHECK(!params.empty(), "training: the model has no parameters");
+  const torch::Device device = params.front().device();
   GradientSync sync(group, params, cfg.bucket_mb);
-  auto last = std::chrono::steady_clock::now();
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start;
   while (s.step < cfg.steps) {
-    Batch b = loader.next();
+    Batch b = io.batches->next().to(device);
     const double lr = cfg.lr * std::min(1.0, static_cast<double>(s.step + 1) / std::max<int64_t>(1, cfg.warmup));
     for (auto& group_options : s.optimizer->param_groups())
       static_cast<torch::optim::AdamOptions&>(group_options.options()).lr(lr);
     torch::manual_seed(step_seed(cfg.seed, s.step, 3 + 1000 * static_cast<uint64_t>(rank)));  // dropout
     torch::Tensor loss;
     {
-      Bf16Autocast autocast(cfg.bf16);
+      Bf16Autocast autocast(cfg.bf16, device.type());
       loss = batch_loss(s.model, b, cfg, step_seed(cfg.seed, s.step, 1), false,
-                        Loader::first_index(s.step, cfg.batch, rank, world));
+                        BatchSource::first_index(s.step, cfg.batch, rank, world));
     }
     s.optimizer->zero_grad();
     sync.begin();
@@ -133,30 +139,51 @@ void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, 
     r.comm_s = comm_s;
     const auto now = std::chrono::steady_clock::now();
     r.images_per_s = cfg.batch * world / std::max(1e-9, std::chrono::duration<double>(now - last).count());
+    r.elapsed_s = std::chrono::duration<double>(now - start).count();
+    const bool out_of_time = cfg.time_limit_s > 0 && r.elapsed_s >= cfg.time_limit_s;
     last = now;
-    if (validation && cfg.val_every > 0 && (s.step % cfg.val_every == 0 || s.step == cfg.steps)) {
+    if (io.validation && cfg.val_every > 0 && (s.step % cfg.val_every == 0 || s.step == cfg.steps)) {
       // Validation batch i runs on rank i mod W; the same batches and draws as in one process.
       torch::NoGradGuard g;
       s.ema->eval();
-      Loader val(validation, cfg.batch, cfg.seed + 7, 0, false, 1, rank, world);
+      Loader val(io.validation, cfg.batch, cfg.seed + 7, 0, false, 1, rank, world);
       auto total = torch::zeros({1}, torch::kFloat);
       for (int64_t i = rank; i < cfg.val_batches; i += world)
-        total += batch_loss(s.ema, val.next(), cfg, step_seed(cfg.seed + 7, i, 2), true).to(torch::kFloat);
+        total += batch_loss(s.ema, val.next().to(device), cfg, step_seed(cfg.seed + 7, i, 2), true)
+                     .to(torch::kCPU, torch::kFloat);
       group->allreduce_sum(total);
       r.val_loss = total.item<double>() / std::max<int64_t>(1, cfg.val_batches);
       last = std::chrono::steady_clock::now();  // validation time is not training throughput
     }
-    if (!checkpoint.empty() && (s.step % std::max<int64_t>(1, cfg.checkpoint_every) == 0 || s.step == cfg.steps)) {
+    if (io.save && (s.step % std::max<int64_t>(1, cfg.checkpoint_every) == 0 || s.step == cfg.steps || out_of_time)) {
       // Ranks must hold identical weights; a checksum compare costs one tiny all-reduce.
       AMBIENT_CHECK(group->agree(weight_checksum(*s.model)),
                     "distributed: the ranks' weights diverged at step ", s.step, " (a bug, or ranks built with "
                     "different LibTorch versions); the last checkpoint is kept");
-      if (group->is_main()) save_checkpoint(checkpoint, s, cfg);
+      if (group->is_main()) io.save(s, cfg);
       r.checkpointed = true;
       last = std::chrono::steady_clock::now();
     }
-    if (monitor && group->is_main()) monitor(r);
+    if (io.monitor && group->is_main()) io.monitor(r);
+    if (out_of_time) break;
   }
+  return s.step;
+}
+
+void train(TrainState& s, const TrainConfig& cfg, std::shared_ptr<Source> data, std::shared_ptr<Source> validation,
+           const std::string& checkpoint, const TrainMonitor& monitor, std::shared_ptr<Group> group) {
+  AMBIENT_CHECK(cfg.batch >= 1, "training: expected batch >= 1");
+  if (!group) group = std::make_shared<Group>();
+  if (cfg.threads > 0) torch::set_num_threads(cfg.threads);  // before the loader's thread starts
+  TrainIO io;
+  io.batches = std::make_shared<Loader>(std::move(data), cfg.batch, cfg.seed, s.step, cfg.flips, 2, group->rank(),
+                                        group->world());
+  io.validation = std::move(validation);
+  if (!checkpoint.empty())
+    io.save = [checkpoint](const TrainState& state, const TrainConfig& c) { save_checkpoint(checkpoint, state, c); };
+  io.monitor = monitor;
+  io.group = std::move(group);
+  train(s, cfg, io);
 }
 
 }  // namespace ambient::diffusion

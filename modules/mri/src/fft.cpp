@@ -1,9 +1,13 @@
 // FFTW-backed centred unitary 2-D FFT: RAII plans cached per (batch, ny, nx, direction), planner behind a mutex.
+// Built without FFTW (AMBIENT_HAVE_FFTW undefined: the LibTorch-only configuration, apps/gpu_pretrain), every
+// transform goes through torch::fft.
 #include "ambient/mri/fft.hpp"
 
 #include <torch/fft.h>
 
+#ifdef AMBIENT_HAVE_FFTW
 #include <fftw3.h>
+#endif
 
 #include <ATen/Parallel.h>
 
@@ -18,6 +22,7 @@
 #include "ambient/core/error.hpp"
 
 namespace ambient::mri {
+#ifdef AMBIENT_HAVE_FFTW
 namespace {
 
 // FFTW's planner is not thread-safe; plan creation and destruction go through this lock.
@@ -176,6 +181,11 @@ torch::Tensor ifft2c(const torch::Tensor& x) {
   if (!x.device().is_cpu()) return ifft2c_torch(x);
   return fftw_centred(x, FFTW_BACKWARD);
 }
+#else
+void set_fft_threads(int) {}
+torch::Tensor fft2c(const torch::Tensor& x) { return fft2c_torch(x); }
+torch::Tensor ifft2c(const torch::Tensor& x) { return ifft2c_torch(x); }
+#endif
 
 torch::Tensor fft2c_torch(const torch::Tensor& x) {
   const std::vector<int64_t> dims = {-2, -1};

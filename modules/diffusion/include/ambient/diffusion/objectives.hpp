@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-#include "ambient/diffusion/data.hpp"
+#include "ambient/diffusion/batch.hpp"
 #include "ambient/diffusion/edm.hpp"
 
 namespace ambient::diffusion {

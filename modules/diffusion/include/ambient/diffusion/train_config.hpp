@@ -28,6 +28,7 @@ struct TrainConfig {
   bool bf16 = false;                ///< CPU autocast to bfloat16 for the forward pass
   int threads = 0;                  ///< data loading shares the cores; 0 leaves LibTorch's setting
   double bucket_mb = 4;             ///< data-parallel: gradient bucket size (MB); <= 0: one all-reduce after backward
+  double time_limit_s = 0;          ///< stop after this much wall time, checkpointed (0: no limit; one process only)
 };
 
 /// The further-corruption settings of `cfg`, as the objectives take them.

@@ -1,14 +1,18 @@
-// The version-independent tensor file and the device-agnostic clean-slice trainer behind ambient-gpu-pretrain:
-// files round-trip and refuse damage, the random phase is smooth and bounded, the loss falls, resume is exact, and
-// the weights load into the network they came from.
+// The version-independent tensor file and the clean slices in memory behind ambient-gpu-pretrain: files round-trip
+// and refuse damage, the random phase is smooth and bounded, batches follow the loader's order and depend only on
+// (seed, step), the loss of the one training loop over them falls, resume is exact, and the weights load into the
+// network they came from.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "ambient/core/error.hpp"
 #include "ambient/core/tensor_file.hpp"
-#include "ambient/diffusion/slice_trainer.hpp"
+#include "ambient/diffusion/slices.hpp"
 #include "../mri/helpers.hpp"
 
 using namespace ambient;
@@ -36,17 +40,21 @@ torch::Tensor discs(int64_t n) {
   return (r2 < radius.square()).to(torch::kFloat);
 }
 
-SliceTrainConfig quick(int64_t steps) {
-  SliceTrainConfig c;
+TrainConfig quick(int64_t steps) {
+  TrainConfig c = slice_pretrain_defaults();
   c.steps = steps;
   c.batch = 8;
   c.lr = 2e-3;
   c.warmup = 5;
   c.ema_halflife = 5;
   c.checkpoint_every = 1000;
-  c.report_every = 10;
   c.bf16 = false;
   return c;
+}
+
+int64_t train(const torch::Tensor& data, const UNetConfig& net, const TrainConfig& cfg, const std::string& out,
+              bool resume, const TrainMonitor& monitor = {}) {
+  return train_on_slices(data, net, EdmConfig{}, cfg, SliceAugment{}, torch::kCPU, out, resume, monitor);
 }
 
 std::string bytes_of(const std::string& path) {
@@ -176,9 +184,9 @@ TEST(ZipCheck, ReadsTheArchiveLibTorchReadsAndRefusesEveryDisagreement) {
   EXPECT_EQ(deflated, 1) << "expected LibTorch to deflate the long code entry";
 }
 
-TEST(SliceTrainer, RandomPhaseIsSmoothAndBounded) {
+TEST(SliceBatches, RandomPhaseIsSmoothAndBounded) {
   torch::manual_seed(3);
-  auto phase = random_smooth_phase(6, 32, 32, 1.5, torch::TensorOptions());
+  auto phase = smooth_phase_maps(torch::randn({6, 5, 5}, torch::kComplexFloat), 32, 32, 1.5);
   ASSERT_EQ(phase.sizes(), (std::vector<int64_t>{6, 32, 32}));
   EXPECT_NEAR(phase.abs().amax({1, 2}).min().item<double>(), 1.5, 1e-5);
   EXPECT_NEAR(phase.abs().amax({1, 2}).max().item<double>(), 1.5, 1e-5);
@@ -186,33 +194,72 @@ TEST(SliceTrainer, RandomPhaseIsSmoothAndBounded) {
   auto spectrum = torch::fft::fftshift(torch::fft::fft2(phase.to(torch::kComplexFloat)), {-2, -1}).abs().square();
   const double inside = spectrum.narrow(1, 14, 5).narrow(2, 14, 5).sum().item<double>();
   EXPECT_GT(inside, 0.999 * spectrum.sum().item<double>());
-  EXPECT_FALSE(torch::allclose(phase[0], phase[1]));  // a fresh draw per image
+  EXPECT_FALSE(torch::allclose(phase[0], phase[1]));  // one map per image
+  EXPECT_THROW(smooth_phase_maps(torch::randn({2, 4, 4}, torch::kComplexFloat), 32, 32, 1.5), Error);
+}
+
+TEST(SliceBatches, FollowTheLoadersOrderAndDependOnlyOnSeedAndStep) {
+  // Slice i is the constant i + 1, so a batch's magnitudes say which slices it holds.
+  const int64_t n = 6;
+  auto data = (torch::arange(1, n + 1, torch::kFloat).reshape({n, 1, 1}) * torch::ones({1, 8, 8})).contiguous();
+  SliceBatches straight(data, 3, 11, 0, SliceAugment{}, torch::kCPU);
+  std::vector<Batch> batches;
+  for (int i = 0; i < 4; ++i) batches.push_back(straight.next());
+  // Two steps of 3 are one epoch: every slice once.
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 2; ++i) {
+    auto mag = batches[i].image.square().sum(1).sqrt().mean({1, 2});  // |x| is the slice's value, whatever the phase
+    for (int64_t j = 0; j < 3; ++j) seen.push_back(std::lround(mag[j].item<double>()));
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  // Step 3's batch from a source started there equals the straight run's: resume draws what it would have drawn.
+  SliceBatches resumed(data, 3, 11, 3, SliceAugment{}, torch::kCPU);
+  EXPECT_TRUE(torch::equal(resumed.next().image, batches[3].image));
+  // The phase is fresh at each visit of a slice, and another seed draws otherwise.
+  SliceBatches other(data, 3, 12, 0, SliceAugment{}, torch::kCPU);
+  EXPECT_FALSE(torch::equal(other.next().image, batches[0].image));
+  EXPECT_THROW(SliceBatches(torch::zeros({0, 8, 8}), 3, 1, 0, SliceAugment{}, torch::kCPU), Error);
 }
 
 TEST(SliceTrainer, LossFallsAndResumeIsExact) {
   const auto data = discs(32);
   const auto straight = scratch("straight.bin"), resumed = scratch("resumed.bin");
   std::vector<double> losses;
-  EXPECT_EQ(train_on_slices(data, tiny(), EdmConfig{}, quick(120), torch::kCPU, straight, false,
-                            [&](const SliceTrainReport& r) { losses.push_back(r.loss); }),
+  EXPECT_EQ(train(data, tiny(), quick(120), straight, false, [&](const StepReport& r) { losses.push_back(r.loss); }),
             120);
-  ASSERT_EQ(losses.size(), 12u);
-  std::cout << "[ measured ] clean loss over the first / last 10 steps: " << losses.front() << " / " << losses.back()
-            << "\n";
-  EXPECT_LT(losses.back(), 0.7 * losses.front());
+  ASSERT_EQ(losses.size(), 120u);
+  const double first = std::accumulate(losses.begin(), losses.begin() + 10, 0.0) / 10;
+  const double last = std::accumulate(losses.end() - 10, losses.end(), 0.0) / 10;
+  std::cout << "[ measured ] clean loss over the first / last 10 steps: " << first << " / " << last << "\n";
+  EXPECT_LT(last, 0.7 * first);
   // Stopped at step 50 (as --time-limit stops a run), then resumed to 120: the same weights, byte for byte.
-  EXPECT_EQ(train_on_slices(data, tiny(), EdmConfig{}, quick(50), torch::kCPU, resumed, false), 50);
-  EXPECT_EQ(train_on_slices(data, tiny(), EdmConfig{}, quick(120), torch::kCPU, resumed, true), 120);
+  EXPECT_EQ(train(data, tiny(), quick(50), resumed, false), 50);
+  EXPECT_EQ(train(data, tiny(), quick(120), resumed, true), 120);
   EXPECT_EQ(bytes_of(straight), bytes_of(resumed));
   // Resuming with another network is refused.
   auto wider = tiny();
   wider.base_channels = 16;
-  EXPECT_THROW(train_on_slices(data, wider, EdmConfig{}, quick(130), torch::kCPU, resumed, true), Error);
+  EXPECT_THROW(train(data, wider, quick(130), resumed, true), Error);
+}
+
+TEST(SliceTrainer, TimeLimitStopsCheckpointedAndResumeFinishes) {
+  const auto data = discs(8);
+  const auto straight = scratch("limit_straight.bin"), limited = scratch("limit_stopped.bin");
+  EXPECT_EQ(train(data, tiny(), quick(6), straight, false), 6);
+  auto cfg = quick(6);
+  cfg.time_limit_s = 1e-6;  // runs out after the first step
+  EXPECT_EQ(train(data, tiny(), cfg, limited, false), 1);
+  int64_t step = 0;
+  load_weights_file(limited, &step);
+  EXPECT_EQ(step, 1);
+  EXPECT_EQ(train(data, tiny(), quick(6), limited, true), 6);
+  EXPECT_EQ(bytes_of(straight), bytes_of(limited));
 }
 
 TEST(SliceTrainer, WeightsLoadIntoTheNetworkTheyDescribe) {
   const auto path = scratch("weights.bin");
-  train_on_slices(discs(8), tiny(), EdmConfig{}, quick(3), torch::kCPU, path, false);
+  train(discs(8), tiny(), quick(3), path, false);
   int64_t step = 0;
   auto model = load_weights_file(path, &step);
   EXPECT_EQ(step, 3);
@@ -223,9 +270,11 @@ TEST(SliceTrainer, WeightsLoadIntoTheNetworkTheyDescribe) {
   file.tensors.pop_back();
   write_tensor_file(path, file);
   EXPECT_THROW(load_weights_file(path), Error);
-  EXPECT_THROW(train_on_slices(torch::zeros({0, 16, 16}), tiny(), EdmConfig{}, quick(1), torch::kCPU, path, false),
-               Error);
+  EXPECT_THROW(train(torch::zeros({0, 16, 16}), tiny(), quick(1), path, false), Error);
   auto bad = discs(4);
   bad[0][3][3] = std::nanf("");
-  EXPECT_THROW(train_on_slices(bad, tiny(), EdmConfig{}, quick(1), torch::kCPU, path, false), Error);
+  EXPECT_THROW(train(bad, tiny(), quick(1), path, false), Error);
+  auto ambient = quick(1);
+  ambient.objective = Objective::ambient_image;
+  EXPECT_THROW(train(discs(4), tiny(), ambient, path, false), Error);
 }
