@@ -103,7 +103,7 @@ int main(int argc, char** argv) try {
 
   // Clean images, scaled as training scales them (99th percentile of the magnitude 1).
   diffusion::ScanSourceConfig sc;
-  sc.corruption = "none";
+  sc.corruption = diffusion::Corruption::none;
   auto source = diffusion::scan_source({data}, sc);
   std::vector<torch::Tensor> images;
   for (int64_t f = 0; f < source->files(); ++f)

@@ -69,6 +69,21 @@ void Progress::draw(int64_t done, const std::string& note, bool final) {
   else std::cerr << os.str() << "\n";
 }
 
+void StageBars::operator()(const std::string& stage, int64_t done, int64_t total, const std::string& note) {
+  if (!bar_ || stage != stage_) {
+    finish();
+    stage_ = stage;
+    bar_ = std::make_unique<Progress>(stage, total, visible_);
+  }
+  bar_->update(done, note);
+}
+
+void StageBars::finish() {
+  if (bar_) bar_->finish();
+  bar_.reset();
+  stage_.clear();
+}
+
 JsonObject& JsonObject::add(const std::string& key, double value) {
   std::ostringstream os;
   if (std::isfinite(value)) os << std::setprecision(8) << value;

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,20 @@ class Progress {
   bool tty_;
   bool visible_;
   int last_decile_ = -1;
+};
+
+/// Progress bars for a library call that reports stages (volume_recon.hpp, StageMonitor): a bar per stage, drawn
+/// as the stage reports, finished when the next stage starts or by finish().
+class StageBars {
+ public:
+  explicit StageBars(bool visible) : visible_(visible) {}
+  void operator()(const std::string& stage, int64_t done, int64_t total, const std::string& note);
+  void finish();
+
+ private:
+  bool visible_;
+  std::string stage_;
+  std::unique_ptr<Progress> bar_;
 };
 
 /// A flat JSON object writer for metrics and reports (string and number values).

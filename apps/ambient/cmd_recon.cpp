@@ -1,5 +1,6 @@
 // ambient recon: classical reconstruction (zero-filled or CG-SENSE with ESPIRiT maps) to NIfTI, PNG and metrics.
 #include <filesystem>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -8,37 +9,14 @@
 #include "ambient/diffusion/distributed.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
 #include "ambient/diffusion/trainer.hpp"
+#include "ambient/diffusion/volume_recon.hpp"
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/io.hpp"
-#include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/metrics.hpp"
 #include "ambient/mri/recon.hpp"
 #include "cli.hpp"
 
 namespace ambient::app {
-namespace {
-
-// The slices `idx` of a scan (a rank's share of the work).
-mri::Scan select_slices(const mri::Scan& scan, const torch::Tensor& idx) {
-  mri::Scan sub = scan;
-  sub.ksp = scan.ksp.index_select(0, idx);
-  sub.mask = scan.mask.index_select(0, idx);
-  sub.calib = scan.calib.index_select(0, idx);
-  if (scan.calib_ksp.defined()) sub.calib_ksp = scan.calib_ksp.index_select(0, idx);
-  sub.geometry.slices.clear();
-  for (int64_t i = 0; i < idx.numel(); ++i) sub.geometry.slices.push_back(scan.geometry.slices.at(idx[i].item<int64_t>()));
-  return sub;
-}
-
-// Sums a complex or real tensor over ranks in place (each rank filled only its own slices).
-void sum_over_ranks(diffusion::Group& group, torch::Tensor& t) {
-  if (!group.distributed()) return;
-  auto real = t.is_complex() ? torch::view_as_real(t) : t;
-  AMBIENT_CHECK(real.is_contiguous(), "recon: internal: expected a contiguous tensor to gather");
-  group.allreduce_sum(real);
-}
-
-}  // namespace
 
 int run_recon(const std::vector<std::string>& args) {
   po::options_description opts("recon options");
@@ -114,12 +92,11 @@ int run_recon(const std::vector<std::string>& args) {
              "[--reference ref.nii.gz]",
              opts, pos, args, vm))
     return 0;
-  AMBIENT_CHECK(method == "zero-filled" || method == "cg-sense" || method == "posterior" || method == "dps",
-                "recon --method: expected zero-filled|cg-sense|posterior|dps, got '", method, "'");
+  const auto how = diffusion::parse_recon_method(method, "recon --method");
   AMBIENT_CHECK(mean_of == "conditional" || mean_of == "samples", "recon --mean-of: expected conditional|samples, "
                 "got '", mean_of, "'");
   rc.conditional_mean = mean_of == "conditional";
-  const bool with_model = method == "posterior" || method == "dps";
+  const bool with_model = diffusion::samples_with_model(how);
   AMBIENT_CHECK(!with_model || !model_path.empty(), "recon --method ", method, " needs --model (a trained .pt)");
   AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");
   AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
@@ -161,7 +138,6 @@ int run_recon(const std::vector<std::string>& args) {
   }
   ro.prewhiten = !no_prewhiten;
   const mri::Scan scan = mri::read_scan(file, ro);
-  const auto mine = diffusion::shard(scan.slices(), group->rank(), group->world());
   torch::Tensor ref;
   if (!reference.empty()) {
     ref = mri::read_nifti(reference).data;
@@ -170,6 +146,7 @@ int run_recon(const std::vector<std::string>& args) {
                   "] (slices, ky, kx) to match the scan, got ", shape_string(ref.sizes().vec()));
   }
 
+  StageBars bars(main_rank);
   torch::Tensor maps;
   if (!maps_in.empty()) {
     maps = mri::read_cfl_maps(maps_in);
@@ -177,64 +154,20 @@ int run_recon(const std::vector<std::string>& args) {
                   " (slice, coil, ky, kx) do not match the scan's k-space ", shape_string(scan.ksp.sizes().vec()),
                   "; missing coil data or a different matrix?");
   } else {
-    // Each rank estimates the maps of its own slices; the sum over ranks completes them everywhere.
-    const auto calib_ksp = scan.calibration_kspace();
-    maps = torch::zeros_like(scan.ksp);
-    Progress maps_bar("coil maps (ESPIRiT)", static_cast<int64_t>(mine.size()), main_rank);
-    for (size_t i = 0; i < mine.size(); ++i) {
-      const int64_t s = mine[i];
-      maps[s].copy_(mri::espirit_maps(calib_ksp[s], scan.calib[s], ec));
-      maps_bar.update(static_cast<int64_t>(i) + 1);
-    }
-    maps_bar.finish();
-    sum_over_ranks(*group, maps);
+    maps = diffusion::shared_espirit_maps(scan, ec, *group, std::ref(bars));
+    bars.finish();
   }
   if (!maps_out.empty() && main_rank) mri::write_cfl_kspace(maps_out, maps);
-  const auto a = mri::make_sense(maps, scan.kspace_mask());
-  const auto zf = mri::zero_filled(a, scan.ksp);
-  torch::Tensor x = zf;
-  torch::Tensor std_map;
-  // This rank's slices (all of them in a lone process).
-  const auto idx = torch::tensor(mine, torch::kLong);
-  const mri::Scan part = group->distributed() ? select_slices(scan, idx) : scan;
-  const auto part_maps = group->distributed() ? maps.index_select(0, idx) : maps;
-  if (mine.empty()) {
-    x = torch::zeros_like(zf);  // more ranks than slices: this one only joins the gather
-    if (with_model) std_map = torch::zeros(zf.sizes());
-  } else if (with_model) {
-    rc.method = method;
-    rc.bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
-    const int64_t per_batch = diffusion::slices_per_batch(rc, part);
-    const int64_t batches = (part.slices() + per_batch - 1) / per_batch;
-    if (main_rank && batches > 1)
-      std::cout << "slices in " << batches << " batches of up to " << per_batch << " (--slice-batch)\n";
-    Progress bar(method + " sampling (" + std::to_string(rc.samples) + " samples/slice)",
-                 rc.posterior.schedule.steps * batches, main_rank);
-    rc.seed += 1000003ull * static_cast<uint64_t>(group->rank());  // deterministic for a seed and a world size
-    const auto r = diffusion::reconstruct(model, part, part_maps, rc, [&](int64_t step, double sigma) {
-      std::ostringstream note;
-      note << std::setprecision(3) << "sigma " << sigma;
-      bar.update(step, note.str());
-    });
-    bar.finish();
-    x = torch::zeros_like(zf).index_copy_(0, idx, r.mean);
-    std_map = torch::zeros(zf.sizes()).index_copy_(0, idx, r.std);
-  } else if (method == "cg-sense") {
-    Progress bar("CG-SENSE", cg.iterations, main_rank);
-    const auto a_part = mri::make_sense(part_maps, part.kspace_mask());
-    auto x_part = mri::cg_sense(a_part, part.ksp, cg, {}, [&](int it, double rel) {
-      std::ostringstream note;
-      note << std::scientific << std::setprecision(2) << "residual " << rel;
-      bar.update(it, note.str());
-      return true;
-    });
-    bar.finish();
-    x = torch::zeros_like(zf).index_copy_(0, idx, x_part);
-  }
-  if (group->distributed() && method != "zero-filled") {
-    sum_over_ranks(*group, x);
-    if (std_map.defined()) sum_over_ranks(*group, std_map);
-  }
+  diffusion::VolumeReconConfig vc;
+  vc.method = how;
+  vc.cg = cg;
+  rc.bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
+  vc.model = rc;
+  const auto r = diffusion::reconstruct_volume(scan, maps, vc, model, *group, std::ref(bars));
+  bars.finish();
+  const auto& zf = r.zero_filled;
+  const auto& x = r.image;
+  const auto& std_map = r.std;
   if (!main_rank) return 0;  // rank 0 writes every output, once
   const auto mag = x.abs();
   mri::write_nifti(output, mri::volume_from_geometry(mag, scan.geometry));

@@ -178,7 +178,7 @@ int run_pretrain(const std::vector<std::string>& args) {
     AMBIENT_CHECK(std::none_of(fs.begin(), fs.end(), is_volume), "pretrain --data: mix of NIfTI volumes and scans; "
                   "give one kind");
     diffusion::ScanSourceConfig sc;
-    sc.corruption = "none";  // fully sampled scans, coil-combined, as clean images
+    sc.corruption = diffusion::Corruption::none;  // fully sampled scans, coil-combined, as clean images
     return diffusion::scan_source(fs, sc);
   };
   data = make(files);
@@ -233,26 +233,20 @@ int run_finetune(const std::vector<std::string>& args) {
                 "got '", corruption, "'");
   AMBIENT_CHECK(objective == "ambient" || objective == "naive", "finetune --objective: expected ambient|naive, got '",
                 objective, "'");
-  const bool block_ambient = corruption == "block" && objective == "ambient";
   AMBIENT_CHECK(precond == "auto" || precond == "standard" || precond == "masked",
                 "finetune --precond: expected auto|standard|masked, got '", precond, "'");
-  AMBIENT_CHECK(precond != "masked" || objective == "ambient", "finetune --precond masked: only for the ambient "
-                "objective (it reads Ã from the mask channel); got --objective ", objective);
-  // masked: in the corruption's own domain, pixels for block models and ky lines for Fourier ones.
-  const auto pc = precond == "standard" || (precond == "auto" && !block_ambient) ? diffusion::Precond::standard
-                  : corruption == "block"                                      ? diffusion::Precond::masked
-                                                                               : diffusion::Precond::masked_lines;
+  sc.corruption = diffusion::parse_corruption(corruption);
+  c.cfg.objective = diffusion::finetune_objective(sc.corruption, objective == "naive");
+  const auto pc = precond == "auto"       ? diffusion::default_precond(c.cfg.objective)
+                  : precond == "standard" ? diffusion::Precond::standard
+                                          : diffusion::masked_precond(c.cfg.objective);
   AMBIENT_CHECK(!c.resume || vm["precond"].defaulted(), "finetune --resume: the preconditioning is the checkpoint's; "
                 "drop --precond");
   const auto sizes = int_list(block_size, "--block-size");
   AMBIENT_CHECK(sizes.size() == 2, "finetune --block-size: expected min,max");
   sc.block_min = sizes[0], sc.block_max = sizes[1];
   c.cfg.extra_block_min = sizes[0], c.cfg.extra_block_max = sizes[1];  // Ã's extra boxes are drawn like A's
-  sc.corruption = corruption;
   sc.seed = c.cfg.seed;
-  c.cfg.objective = objective == "naive" ? diffusion::Objective::naive
-                    : corruption == "fourier" ? diffusion::Objective::ambient_fourier
-                                              : diffusion::Objective::ambient_image;
   auto files = diffusion::expand_inputs(c.data, {".h5", ".cfl"});
   if (further_accel > 0) {
     const auto first = mri::read_scan(files[0]);  // δ from its first slice's lines
@@ -260,7 +254,7 @@ int run_finetune(const std::vector<std::string>& args) {
     std::cout << "further acceleration " << further_accel << ": δ = " << c.cfg.delta << "\n";
   }
   std::shared_ptr<diffusion::Source> data = diffusion::scan_source(files, sc), val;
-  if (corruption == "block" && group->is_main()) {  // what A leaves: worth knowing before hours of training
+  if (sc.corruption == diffusion::Corruption::block && group->is_main()) {  // what A leaves: worth knowing before hours of training
     double erased = 0;
     int64_t n = 0;
     for (int64_t f = 0; f < data->files() && n < 16; ++f)
@@ -270,22 +264,15 @@ int run_finetune(const std::vector<std::string>& args) {
               << "% of the pixels (mean of " << n << " slices)\n" << std::defaultfloat;
   }
   if (!c.val.empty()) val = diffusion::scan_source(diffusion::expand_inputs(c.val, {".h5", ".cfl"}), sc);
-  const int64_t needed = c.cfg.objective == diffusion::Objective::naive ? 0 : 1;
   diffusion::TrainState state;
   if (c.resume) {
     state = diffusion::load_state(c.out, c.cfg, true);
   } else if (!init.empty()) {
-    const auto probe = diffusion::load_denoiser(init);
-    const int64_t have = probe->cond_channels();
-    AMBIENT_CHECK(have <= needed, "finetune --init: the model has ", have, " mask channels, this objective uses ",
-                  needed);
-    // EDM UNet foundations get zero-initialised mask channels; a TorchScript one is fine-tuned as it is.
-    const int64_t extra = probe->kind() == "torchscript" ? 0 : needed - have;
-    if (probe->kind() == "torchscript")
+    state = diffusion::foundation_state(init, c.cfg);
+    if (state.model->kind() == "torchscript")
       std::cout << "TorchScript foundation: fine-tuned without a mask channel (it sees the further-corrupted image)\n";
-    state = diffusion::load_state(init, c.cfg, false, extra);
   } else {
-    scratch_net.cond_channels = needed;
+    scratch_net.cond_channels = c.cfg.objective == diffusion::Objective::naive ? 0 : 1;
     state = diffusion::new_state(scratch_net, diffusion::EdmConfig{}, c.cfg);
   }
   if (!c.resume) diffusion::set_precond(state, pc);

@@ -8,6 +8,7 @@
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/reconstruct.hpp"
 #include "ambient/diffusion/trainer.hpp"
+#include "ambient/diffusion/volume_recon.hpp"
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/metrics.hpp"
@@ -88,7 +89,7 @@ TEST(Reconstruct, RejectsMismatchedMapsAndBadOptions) {
   auto oracle = std::make_shared<OracleDenoiser>();
   ReconstructConfig rc;
   EXPECT_THROW(reconstruct(oracle, scan, torch::zeros({1, 3, 8, 8}, torch::kComplexFloat), rc), ambient::Error);
-  rc.method = "magic";
+  rc.method = ReconMethod::cg_sense;  // not a sampling method
   EXPECT_THROW(reconstruct(oracle, scan, torch::zeros({1, 2, 8, 8}, torch::kComplexFloat), rc), ambient::Error);
 }
 
@@ -145,12 +146,12 @@ TEST(Reconstruct, AmbientFourierModelsSeeTheirInputThroughAFixedFurtherMask) {
   };
   for (const auto& in : rec->inputs) EXPECT_LT(off_range(in), 1e-4) << "input is not Ã^H Ã x";
   // DPS back-propagates through the network's input: Ã^H Ã must stay in the autograd graph.
-  rc.method = "dps";
+  rc.method = ReconMethod::dps;
   auto through = std::make_shared<RecordingDenoiser>();
   EXPECT_NO_THROW(reconstruct(through, scan, maps, rc));
   ASSERT_FALSE(through->inputs.empty());
   EXPECT_LT(off_range(through->inputs.back().detach()), 1e-4);
-  rc.method = "posterior";
+  rc.method = ReconMethod::posterior;
 
   // Without a further acceleration (or for models without a mask channel) the network gets x and an all-ones mask.
   rc.further_accel = 0;
@@ -265,4 +266,60 @@ TEST(Reconstruct, SlicesGoThroughInMemoryBoundedBatches) {
   EXPECT_EQ(slices_per_batch(d, big), 16);
   d.slice_batch = 100;
   EXPECT_EQ(slices_per_batch(d, big), 40);
+}
+
+TEST(VolumeRecon, OneProcessGivesWhatEachMethodGivesAlone) {
+  mri::SimulateConfig sc;
+  sc.matrix = 32;
+  sc.count = 3;
+  sc.coils = 2;
+  sc.center_fraction = 0.25;
+  const auto scan = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc).scan;
+  Group lone;
+  std::vector<std::string> stages;
+  int64_t last_done = -1, last_total = -2;
+  const StageMonitor monitor = [&](const std::string& stage, int64_t done, int64_t total, const std::string&) {
+    if (stages.empty() || stages.back() != stage) stages.push_back(stage);
+    last_done = done, last_total = total;
+  };
+  // Coil maps: each slice's own ESPIRiT, as espirit_maps gives it.
+  const auto maps = shared_espirit_maps(scan, mri::EspiritConfig{}, lone, monitor);
+  for (int64_t s = 0; s < scan.slices(); ++s)
+    EXPECT_TRUE(torch::equal(maps[s], mri::espirit_maps(scan.calibration_kspace()[s], scan.calib[s], {}))) << s;
+  EXPECT_EQ(stages, std::vector<std::string>{"coil maps (ESPIRiT)"});
+  EXPECT_EQ(last_done, scan.slices());
+
+  const auto a = mri::make_sense(maps, scan.kspace_mask());
+  VolumeReconConfig vc;
+  vc.method = ReconMethod::zero_filled;
+  auto zf = reconstruct_volume(scan, maps, vc, nullptr, lone);
+  EXPECT_TRUE(torch::equal(zf.image, mri::zero_filled(a, scan.ksp)));
+  EXPECT_FALSE(zf.std.defined());
+
+  vc.method = ReconMethod::cg_sense;
+  vc.cg.lambda = 0.01;
+  const auto cg = reconstruct_volume(scan, maps, vc, nullptr, lone, monitor);
+  EXPECT_TRUE(torch::equal(cg.image, mri::cg_sense(a, scan.ksp, vc.cg)));
+  EXPECT_EQ(stages.back(), "CG-SENSE");
+
+  vc.method = ReconMethod::posterior;
+  vc.model.samples = 2;
+  vc.model.posterior.schedule.steps = 3;
+  vc.model.seed = 4;
+  auto prior = std::make_shared<GaussianDenoiser>();
+  const auto post = reconstruct_volume(scan, maps, vc, prior, lone, monitor);
+  auto rc = vc.model;
+  rc.method = ReconMethod::posterior;
+  const auto alone = reconstruct(prior, scan, maps, rc);
+  EXPECT_TRUE(torch::equal(post.image, alone.mean));
+  EXPECT_TRUE(torch::equal(post.std, alone.std));
+  EXPECT_EQ(post.batches, 1);
+  EXPECT_EQ(stages.back(), "posterior sampling (2 samples/slice)");
+  EXPECT_EQ(last_done, last_total);
+
+  EXPECT_THROW(reconstruct_volume(scan, maps, vc, nullptr, lone), ambient::Error);  // sampling needs a model
+  EXPECT_THROW(reconstruct_volume(scan, maps.narrow(1, 0, 1), vc, prior, lone), ambient::Error);
+  EXPECT_EQ(parse_recon_method("cg-sense"), ReconMethod::cg_sense);
+  EXPECT_EQ(recon_method_name(parse_recon_method("zero-filled")), "zero-filled");
+  EXPECT_THROW(parse_recon_method("magic"), ambient::Error);
 }

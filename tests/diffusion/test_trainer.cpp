@@ -301,8 +301,11 @@ TEST(TrainerIntegration, FineTunesAWidenedFoundationOnSimulatedScansOnly) {
   ft.objective = Objective::ambient_fourier;
   ft.val_every = 3;
   ft.val_batches = 1;
-  auto state = load_state(found_path, ft, false, 1);
+  auto state = foundation_state(found_path, ft);  // widened: the Fourier objective feeds one mask channel
   EXPECT_EQ(state.model->cond_channels(), 1);
+  auto naive = ft;
+  naive.objective = Objective::naive;
+  EXPECT_EQ(foundation_state(found_path, naive).model->cond_channels(), 0);
   // The widened network computes the foundation's function at step 0, whatever the mask channel holds.
   {
     torch::NoGradGuard g;
@@ -320,4 +323,33 @@ TEST(TrainerIntegration, FineTunesAWidenedFoundationOnSimulatedScansOnly) {
   for (const auto& r : reports) EXPECT_TRUE(std::isfinite(r.loss));
   EXPECT_TRUE(std::isfinite(reports[2].val_loss));  // loss on lines Ã dropped but A kept
   EXPECT_EQ(load_state(scratch("finetuned.pt"), ft, true).objective, "ambient-fourier");
+  // A model with a mask channel is no foundation for an objective that feeds none.
+  EXPECT_THROW(foundation_state(scratch("finetuned.pt"), naive), ambient::Error);
+}
+
+TEST(Trainer, FineTuningPolicyFollowsTheData) {
+  EXPECT_EQ(finetune_objective(parse_corruption("fourier"), false), Objective::ambient_fourier);
+  EXPECT_EQ(finetune_objective(parse_corruption("block"), false), Objective::ambient_image);
+  EXPECT_EQ(finetune_objective(Corruption::block, true), Objective::naive);
+  EXPECT_THROW(finetune_objective(Corruption::none, false), ambient::Error);
+  EXPECT_THROW(parse_corruption("magic"), ambient::Error);
+  EXPECT_EQ(corruption_name(parse_corruption("none")), "none");
+  // Names come from one table per enumeration: aliases parse but are not given back, errors list the choices.
+  EXPECT_EQ(parse_objective("block"), Objective::ambient_image);
+  EXPECT_EQ(objective_name(parse_objective("fourier")), "ambient-fourier");
+  try {
+    parse_objective("magic");
+    ADD_FAILURE() << "an unknown objective was accepted";
+  } catch (const ambient::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected clean|ambient-image|ambient-fourier|naive, got 'magic'"),
+              std::string::npos) << e.what();
+  }
+  // masked preconditioning in the corruption's own domain; the default is masked for image-domain ambient only.
+  EXPECT_EQ(default_precond(Objective::ambient_image), Precond::masked);
+  EXPECT_EQ(default_precond(Objective::ambient_fourier), Precond::standard);
+  EXPECT_EQ(default_precond(Objective::naive), Precond::standard);
+  EXPECT_EQ(masked_precond(Objective::ambient_image), Precond::masked);
+  EXPECT_EQ(masked_precond(Objective::ambient_fourier), Precond::masked_lines);
+  EXPECT_THROW(masked_precond(Objective::naive), ambient::Error);
+  EXPECT_THROW(masked_precond(Objective::clean), ambient::Error);
 }

@@ -209,6 +209,16 @@ TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_
   return s;
 }
 
+TrainState foundation_state(const std::string& path, const TrainConfig& cfg) {
+  const int64_t needed = cfg.objective == Objective::naive || cfg.objective == Objective::clean ? 0 : 1;
+  const auto probe = load_denoiser(path);
+  const int64_t have = probe->cond_channels();
+  AMBIENT_CHECK(have <= needed, "fine-tune: the foundation ", path, " has ", have, " mask channels, the ",
+                objective_name(cfg.objective), " objective uses ", needed);
+  const int64_t extra = probe->kind() == "torchscript" ? 0 : needed - have;
+  return load_state(path, cfg, false, extra);
+}
+
 void set_precond(TrainState& s, Precond precond) {
   for (const auto& m : {s.model, s.ema}) {
     auto edm = std::dynamic_pointer_cast<EdmDenoiserImpl>(m);

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/names.hpp"
 #include "ambient/core/seed.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/fft.hpp"
@@ -86,8 +87,6 @@ class ScanSource final : public Source {
   ScanSource(std::vector<std::string> scans, ScanSourceConfig config)
       : paths_(std::move(scans)), cfg_(std::move(config)) {
     AMBIENT_CHECK(!paths_.empty(), "training data: no scans given");
-    AMBIENT_CHECK(cfg_.corruption == "fourier" || cfg_.corruption == "block" || cfg_.corruption == "none",
-                  "training data: expected corruption fourier|block|none, got '", cfg_.corruption, "'");
     for (const auto& p : paths_) {
       const auto scan = mri::read_scan(p);
       if (!counts_.empty())
@@ -112,12 +111,12 @@ class ScanSource final : public Source {
     auto zf = a->adjoint(ksp.unsqueeze(0));  // [1, ky, kx] coil-combined zero-filled
     const double scale = std::max(percentile99(zf.abs()), 1e-12);
     Example e;
-    if (cfg_.corruption == "fourier") {
+    if (cfg_.corruption == Corruption::fourier) {
       e.ksp = ksp / scale;
       e.maps = maps;
       e.lines = lines;
       e.calib = scan_.calib[s];
-    } else if (cfg_.corruption == "none") {  // fully sampled scans as clean images (pretraining)
+    } else if (cfg_.corruption == Corruption::none) {  // fully sampled scans as clean images (pretraining)
       e.image = to_channels(zf / scale)[0];
     } else {
       auto keep = mri::random_blocks(ny_, nx_, cfg_.block_count, cfg_.block_min, cfg_.block_max,
@@ -154,6 +153,21 @@ torch::Tensor clean_volume_magnitudes(const std::vector<std::string>& volumes, i
   for (int64_t f = 0; f < source.files(); ++f)
     for (int64_t s = 0; s < source.slices(f); ++s) slices.push_back(source.magnitude(f, s));
   return torch::stack(slices);
+}
+
+namespace {
+const Named<Corruption> kCorruptions[] = {
+    {Corruption::fourier, "fourier"}, {Corruption::block, "block"}, {Corruption::none, "none"}};
+}  // namespace
+
+Corruption parse_corruption(const std::string& name) { return parse_named(kCorruptions, name, "corruption"); }
+std::string corruption_name(Corruption c) { return name_of(kCorruptions, c); }
+
+Objective finetune_objective(Corruption c, bool naive) {
+  AMBIENT_CHECK(c != Corruption::none, "fine-tuning: clean data (corruption none) is pretraining's, not an ambient "
+                "objective's");
+  if (naive) return Objective::naive;
+  return c == Corruption::fourier ? Objective::ambient_fourier : Objective::ambient_image;
 }
 
 std::unique_ptr<Source> scan_source(const std::vector<std::string>& scans, const ScanSourceConfig& config) {

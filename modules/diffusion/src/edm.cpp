@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/names.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -58,21 +59,13 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   return c_skip * x + c_out * out;
 }
 
-Precond parse_precond(const std::string& name) {
-  if (name == "standard") return Precond::standard;
-  if (name == "masked") return Precond::masked;
-  if (name == "masked-lines") return Precond::masked_lines;
-  fail("preconditioning: expected standard|masked|masked-lines, got '", name, "'");
-}
+namespace {
+const Named<Precond> kPreconds[] = {
+    {Precond::standard, "standard"}, {Precond::masked, "masked"}, {Precond::masked_lines, "masked-lines"}};
+}  // namespace
 
-std::string precond_name(Precond p) {
-  switch (p) {
-    case Precond::masked: return "masked";
-    case Precond::masked_lines: return "masked-lines";
-    case Precond::standard: break;
-  }
-  return "standard";
-}
+Precond parse_precond(const std::string& name) { return parse_named(kPreconds, name, "preconditioning"); }
+std::string precond_name(Precond p) { return name_of(kPreconds, p); }
 
 namespace {
 

@@ -4,6 +4,7 @@
 #include "ambient/diffusion/objectives.hpp"
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/names.hpp"
 #include "objective_common.hpp"
 
 namespace ambient::diffusion {
@@ -34,22 +35,26 @@ torch::Tensor from_channels(const torch::Tensor& c) {
   return torch::view_as_complex(c.permute({0, 2, 3, 1}).contiguous());
 }
 
-Objective parse_objective(const std::string& name) {
-  if (name == "clean") return Objective::clean;
-  if (name == "ambient-image" || name == "block") return Objective::ambient_image;
-  if (name == "ambient-fourier" || name == "fourier") return Objective::ambient_fourier;
-  if (name == "naive") return Objective::naive;
-  fail("objective: expected clean|ambient-image|ambient-fourier|naive, got '", name, "'");
+namespace {
+const Named<Objective> kObjectives[] = {{Objective::clean, "clean"},
+                                        {Objective::ambient_image, "ambient-image"},
+                                        {Objective::ambient_fourier, "ambient-fourier"},
+                                        {Objective::naive, "naive"},
+                                        {Objective::ambient_image, "block", true},
+                                        {Objective::ambient_fourier, "fourier", true}};
+}  // namespace
+
+Objective parse_objective(const std::string& name) { return parse_named(kObjectives, name, "objective"); }
+std::string objective_name(Objective o) { return name_of(kObjectives, o); }
+
+Precond default_precond(Objective o) {
+  return o == Objective::ambient_image ? Precond::masked : Precond::standard;
 }
 
-std::string objective_name(Objective o) {
-  switch (o) {
-    case Objective::clean: return "clean";
-    case Objective::ambient_image: return "ambient-image";
-    case Objective::ambient_fourier: return "ambient-fourier";
-    case Objective::naive: return "naive";
-  }
-  return "?";
+Precond masked_precond(Objective o) {
+  AMBIENT_CHECK(o == Objective::ambient_image || o == Objective::ambient_fourier, "preconditioning masked: only for "
+                "the ambient objective (it reads Ã from the mask channel); got the ", objective_name(o), " objective");
+  return o == Objective::ambient_image ? Precond::masked : Precond::masked_lines;
 }
 
 std::unique_ptr<TrainingObjective> make_objective(Objective kind, const FurtherCorruptionConfig& further) {

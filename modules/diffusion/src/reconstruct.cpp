@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/names.hpp"
 #include "ambient/core/seed.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/seen_through.hpp"
@@ -111,7 +112,7 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
   auto gen = at::detail::createCPUGenerator(seed);
   model->eval();
   torch::Tensor x, x_mean;
-  if (c.method == "posterior") {
+  if (c.method == ReconMethod::posterior) {
     auto draw = posterior_chain(denoise, a, yb, pc, gen, cond, monitor);
     x = draw.sample;
     x_mean = c.conditional_mean ? draw.mean : draw.sample;
@@ -131,6 +132,18 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
 
 }  // namespace
 
+namespace {
+const Named<ReconMethod> kReconMethods[] = {{ReconMethod::zero_filled, "zero-filled"},
+                                            {ReconMethod::cg_sense, "cg-sense"},
+                                            {ReconMethod::posterior, "posterior"},
+                                            {ReconMethod::dps, "dps"}};
+}  // namespace
+
+ReconMethod parse_recon_method(const std::string& name, const char* what) {
+  return parse_named(kReconMethods, name, what);
+}
+std::string recon_method_name(ReconMethod method) { return name_of(kReconMethods, method); }
+
 int64_t slices_per_batch(const ReconstructConfig& c, const mri::Scan& scan) {
   if (c.slice_batch > 0) return std::min<int64_t>(c.slice_batch, std::max<int64_t>(1, scan.slices()));
   // Each slice's K samples hold K coil images of C × ny × nx complex64 in each of about ten batch-sized tensors
@@ -144,8 +157,8 @@ int64_t slices_per_batch(const ReconstructConfig& c, const mri::Scan& scan) {
 Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const torch::Tensor& maps,
                            const ReconstructConfig& c, const SamplerMonitor& monitor) {
   AMBIENT_CHECK(model != nullptr, "reconstruct: no model");
-  AMBIENT_CHECK(c.method == "posterior" || c.method == "dps", "reconstruct: expected method posterior|dps, got '",
-                c.method, "'");
+  AMBIENT_CHECK(samples_with_model(c.method), "reconstruct: expected method posterior|dps, got ",
+                recon_method_name(c.method));
   AMBIENT_CHECK(c.samples >= 1, "reconstruct: expected at least one sample per slice, got ", c.samples);
   AMBIENT_CHECK(maps.sizes() == scan.ksp.sizes(), "reconstruct: coil maps ", shape_string(maps.sizes().vec()),
                 " do not match the k-space ", shape_string(scan.ksp.sizes().vec()));

@@ -108,4 +108,18 @@ torch::Tensor crop_readout(const torch::Tensor& ksp, int64_t nx_out) {
   return fft1c(hybrid.narrow(-1, start, nx_out).contiguous(), -1);
 }
 
+Scan select_slices(const Scan& scan, const std::vector<int64_t>& which) {
+  for (const auto s : which)
+    AMBIENT_CHECK(s >= 0 && s < scan.slices(), "select slices: slice ", s, " outside a scan of ", scan.slices());
+  const auto idx = torch::tensor(which, torch::kLong);
+  Scan sub = scan;
+  sub.ksp = scan.ksp.index_select(0, idx);
+  sub.mask = scan.mask.index_select(0, idx);
+  sub.calib = scan.calib.index_select(0, idx);
+  if (scan.calib_ksp.defined()) sub.calib_ksp = scan.calib_ksp.index_select(0, idx);
+  sub.geometry.slices.clear();
+  for (const auto s : which) sub.geometry.slices.push_back(scan.geometry.slices.at(s));
+  return sub;
+}
+
 }  // namespace ambient::mri

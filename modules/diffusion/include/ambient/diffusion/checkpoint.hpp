@@ -36,6 +36,12 @@ TrainState new_state(const UNetConfig& net, const EdmConfig& edm, const TrainCon
 /// foundations; a TorchScript foundation (scripted.hpp) is accepted here too and takes no mask channel).
 TrainState load_state(const std::string& path, const TrainConfig& cfg, bool for_resume, int64_t extra_cond = 0);
 
+/// A foundation to fine-tune from `path` with cfg.objective: the ambient objectives feed the network one mask channel,
+/// so an EDM UNet foundation without one is widened (its new input weights zero, so it starts as it was); a
+/// TorchScript foundation is fine-tuned as it is, without a mask channel. A foundation with more mask channels than
+/// the objective feeds is refused.
+TrainState foundation_state(const std::string& path, const TrainConfig& cfg);
+
 /// Sets the EDM preconditioning of the state's model and EMA (edm.hpp, Precond). `masked` needs an EDM UNet whose
 /// first corruption channel is a pixel mask: the ambient image-domain objective.
 void set_precond(TrainState& state, Precond precond);

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "ambient/diffusion/batch.hpp"
+#include "ambient/diffusion/objectives.hpp"
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/scan.hpp"
 
@@ -24,8 +25,16 @@ std::unique_ptr<Source> clean_volume_source(const std::vector<std::string>& volu
 torch::Tensor clean_volume_magnitudes(const std::vector<std::string>& volumes, int64_t matrix,
                                       const std::string& orientation);
 
+/// What a scan source gives the objective: fourier, the measured k-space lines with coil maps (A = M F S); block,
+/// the coil-combined image with seeded boxes erased (an image-domain A); none, the fully sampled image as clean.
+enum class Corruption { fourier, block, none };
+Corruption parse_corruption(const std::string& name);  ///< "fourier" | "block" | "none"
+std::string corruption_name(Corruption c);
+/// The objective that fine-tunes on data of this corruption: the ambient one of its domain, or the naive baseline.
+Objective finetune_objective(Corruption c, bool naive);
+
 struct ScanSourceConfig {
-  std::string corruption = "fourier";  ///< fourier: k-space + maps; block: image-domain boxes erased; none: clean
+  Corruption corruption = Corruption::fourier;
   int64_t block_count = 6;             ///< block corruption: boxes per slice (fixed per slice, seeded)
   int64_t block_min = 8, block_max = 32;
   mri::EspiritConfig espirit;

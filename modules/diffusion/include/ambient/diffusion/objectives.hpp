@@ -75,6 +75,13 @@ enum class Objective { clean, ambient_image, ambient_fourier, naive };
 Objective parse_objective(const std::string& name);  ///< also "block" and "fourier", finetune's --corruption
 std::string objective_name(Objective o);
 
+/// The preconditioning an objective trains with unless told otherwise: masked for the ambient image objective (what
+/// Ã hid is predicted directly; docs/objectives.md), standard for every other.
+Precond default_precond(Objective o);
+/// "masked" in the objective's own domain: pixels for the ambient image objective, k-space lines for the Fourier one.
+/// Other objectives have no Ã to read and throw.
+Precond masked_precond(Objective o);
+
 /// How the ambient objectives draw Ã from A (TrainConfig holds the same fields).
 struct FurtherCorruptionConfig {
   double delta = 0.2;        ///< pixels: extra erasure probability; Fourier: fraction of A's lines dropped

@@ -11,8 +11,19 @@
 
 namespace ambient::diffusion {
 
+/// How `ambient recon` reconstructs: without a model (zero-filled, CG-SENSE) or by sampling with one (posterior:
+/// fast, data consistency by CG; dps: gradient guidance).
+enum class ReconMethod { zero_filled, cg_sense, posterior, dps };
+/// "zero-filled" | "cg-sense" | "posterior" | "dps"; anything else throws, naming the choices and `what` was given.
+ReconMethod parse_recon_method(const std::string& name, const char* what = "recon method");
+std::string recon_method_name(ReconMethod method);
+/// posterior and dps sample with a trained model.
+inline bool samples_with_model(ReconMethod method) {
+  return method == ReconMethod::posterior || method == ReconMethod::dps;
+}
+
 struct ReconstructConfig {
-  std::string method = "posterior";  ///< posterior (fast, data consistency by CG) | dps
+  ReconMethod method = ReconMethod::posterior;  ///< posterior | dps
   int64_t samples = 4;               ///< posterior samples per slice
   PosteriorConfig posterior;         ///< schedule, CG iterations, DPS step; noise_var is set per slice here
   double noise_var = -1;             ///< per complex k-space sample before scaling; < 0: 1 if prewhitened, else

@@ -70,4 +70,7 @@ torch::Tensor apply_coil_matrix(const torch::Tensor& w, const torch::Tensor& ksp
 /// Removes readout oversampling: iFFT along kx, keep the central `nx_out` samples, FFT back. [..., kx] -> [..., nx_out].
 torch::Tensor crop_readout(const torch::Tensor& ksp, int64_t nx_out);
 
+/// The slices `which` of a scan (k-space, masks, calibration data and geometry), in that order.
+Scan select_slices(const Scan& scan, const std::vector<int64_t>& which);
+
 }  // namespace ambient::mri
