@@ -8,7 +8,9 @@
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/masks.hpp"
+#include "ambient/mri/prepare.hpp"
 #include "ambient/mri/recon.hpp"
+#include "ambient/mri/scan.hpp"
 #include "ambient/mri/simulate.hpp"
 #include "helpers.hpp"
 
@@ -83,4 +85,42 @@ TEST(CgSense, MonitorCanStopEarly) {
     return ++calls < 3;
   });
   EXPECT_EQ(calls, 3);
+}
+
+TEST(Prepare, ScalesEachSliceToItsPercentileAndNoiseWithIt) {
+  // Two slices whose images differ by a factor of 10 in intensity give the same network-side data up to noise.
+  auto maps = test::random_complex({1, 3, 16, 16}, 7);
+  maps = maps / maps.abs().square().sum(1, true).sqrt();
+  auto x = test::random_complex({1, 16, 16}, 8);
+  auto mask = (torch::arange(16) % 2 == 0).to(torch::kFloat).reshape({1, 1, 16, 1});
+  auto ksp = mri::make_sense(maps, mask)->forward(x);
+  auto both_ksp = torch::cat({ksp, 10 * ksp});
+  auto both_maps = torch::cat({maps, maps});
+  auto both_mask = torch::cat({mask, mask});
+  const auto p = mri::prepare(both_ksp, both_mask, both_maps, 0.5);
+  ASSERT_EQ(p.scale.sizes(), (std::vector<int64_t>{2}));
+  const auto zf = mri::make_sense(both_maps, both_mask)->adjoint(both_ksp * both_mask).abs();
+  EXPECT_NEAR(p.scale[0].item<double>(), zf[0].flatten().quantile(0.99).item<double>(), 1e-6);
+  EXPECT_NEAR(p.scale[1].item<double>() / p.scale[0].item<double>(), 10.0, 1e-4);
+  EXPECT_TRUE(torch::allclose(p.y[0], p.y[1], 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(p.y * p.scale.reshape({-1, 1, 1, 1}), both_ksp * both_mask, 1e-5, 1e-6));
+  EXPECT_NEAR(p.noise_var[1].item<double>() * 100, p.noise_var[0].item<double>(), 1e-4 * p.noise_var[0].item<double>());
+  EXPECT_NEAR(p.noise_var[0].item<double>(), 0.5 / std::pow(p.scale[0].item<double>(), 2), 1e-6);
+  // An empty slice is scaled by the floor, not by 0.
+  EXPECT_GT(mri::intensity_scale(torch::zeros({1, 8, 8})).item<double>(), 0.0);
+  EXPECT_THROW(mri::prepare(both_ksp, both_mask, maps, 0.5), ambient::Error);
+  EXPECT_THROW(mri::prepare(both_ksp, both_mask, both_maps, 0), ambient::Error);
+}
+
+TEST(Prepare, NoiseVarianceIsGivenOneWhenWhitenedOrEstimated) {
+  mri::Scan scan;
+  scan.ksp = torch::zeros({1, 2, 16, 40}, torch::kComplexFloat);
+  scan.ksp.narrow(3, 0, 2).fill_(c10::complex<float>(3, 0));  // the outer 5% of kx: |3|² per sample
+  scan.ksp.narrow(3, 38, 2).fill_(c10::complex<float>(3, 0));
+  scan.mask = torch::ones({1, 16}, torch::kBool);
+  scan.calib = scan.mask.clone();
+  EXPECT_NEAR(mri::noise_variance(scan), 9.0, 1e-6);
+  EXPECT_EQ(mri::noise_variance(scan, 2.5), 2.5);
+  scan.prewhitened = true;
+  EXPECT_EQ(mri::noise_variance(scan), 1.0);
 }

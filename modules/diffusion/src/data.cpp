@@ -16,14 +16,11 @@
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/masks.hpp"
+#include "ambient/mri/prepare.hpp"
 #include "ambient/mri/simulate.hpp"
 
 namespace ambient::diffusion {
 namespace {
-
-double percentile99(const torch::Tensor& magnitude) {
-  return magnitude.flatten().to(torch::kFloat).quantile(0.99).item<double>();
-}
 
 class CleanVolumeSource final : public Source {
  public:
@@ -61,7 +58,8 @@ class CleanVolumeSource final : public Source {
       stack_ = mri::resample_slices(mri::read_nifti(paths_[f]), c).magnitude.to(torch::kFloat);
       cached_ = f;
     }
-    return stack_[s] / std::max(percentile99(stack_[s]), 1e-6);  // = the percentile of |x| whatever the phase
+    // The percentile of |x| whatever the phase (mri::intensity_scale, as scans are scaled).
+    return stack_[s] / mri::intensity_scale(stack_[s].unsqueeze(0), 1e-6).item<double>();
   }
   Example load(int64_t f, int64_t s) override {
     auto mag = magnitude(f, s);
@@ -109,7 +107,7 @@ class ScanSource final : public Source {
     auto lines = scan_.mask[s];
     auto a = mri::make_sense(maps.unsqueeze(0), lines.to(torch::kFloat).reshape({1, 1, -1, 1}));
     auto zf = a->adjoint(ksp.unsqueeze(0));  // [1, ky, kx] coil-combined zero-filled
-    const double scale = std::max(percentile99(zf.abs()), 1e-12);
+    const double scale = mri::intensity_scale(zf).item<double>();
     Example e;
     if (cfg_.corruption == Corruption::fourier) {
       e.ksp = ksp / scale;

@@ -13,19 +13,10 @@
 #include "ambient/diffusion/seen_through.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/masks.hpp"
+#include "ambient/mri/prepare.hpp"
 
 namespace ambient::diffusion {
 namespace {
-
-// Noise variance per complex sample from the outer 10% of kx on the sampled lines, where the object has little
-// energy: a fallback when the scan carries no noise scan.
-double estimate_noise_var(const mri::Scan& scan) {
-  const int64_t nx = scan.nx(), edge = std::max<int64_t>(2, nx / 20);
-  auto sampled = scan.ksp * scan.kspace_mask();
-  auto outer = torch::cat({sampled.narrow(3, 0, edge), sampled.narrow(3, nx - edge, edge)}, 3);
-  const double lines = scan.mask.sum().item<double>() * scan.coils() * 2 * edge;
-  return outer.abs().square().sum().item<double>() / std::max(1.0, lines);
-}
 
 }  // namespace
 
@@ -69,23 +60,19 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
                                  const torch::Tensor& maps, double eta, const ReconstructConfig& c, uint64_t seed,
                                  const SamplerMonitor& monitor) {
   const int64_t s = ksp.size(0), k = c.samples, ny = ksp.size(2), nx = ksp.size(3);
-  // Per-slice scale: the 99th percentile of the coil-combined zero-filled magnitude (docs/conventions.md).
-  auto y = ksp * m;
-  auto scale = [&] {
-    auto zf = mri::make_sense(maps, m)->adjoint(y).abs().flatten(1);
-    return std::get<0>(zf.sort(1)).select(1, static_cast<int64_t>(0.99 * (zf.size(1) - 1))).clamp_min(1e-12);
-  }();
+  // Per-slice scale and noise in network units, as training scales its data (mri::prepare, docs/conventions.md).
+  auto prepared = mri::prepare(ksp, m, maps, eta);
+  const auto scale = prepared.scale;
 
   // K samples of every slice in one batch: [K * S] ordered sample-major.
   auto rep = [&](const torch::Tensor& t) { return t.repeat({k, 1, 1, 1}); };
-  auto scale_b = scale.repeat({k}).reshape({-1, 1, 1, 1});
-  auto yb = rep(y).div_(scale_b);
-  y = torch::Tensor();
+  auto yb = rep(prepared.y);
   const auto maps_b = rep(maps);  // shared by A and by Ã^H Ã below: the largest tensor here
   auto a = mri::make_sense(maps_b, rep(m));
   // Slices differ in scale, so each batch item has its own noise variance η / scale² in network units.
   PosteriorConfig pc = c.posterior;
-  pc.noise_var_per_item = (eta / scale.square()).repeat({k});
+  pc.noise_var_per_item = prepared.noise_var.repeat({k});
+  prepared = mri::Prepared();
   torch::Tensor cond;
   auto d = as_denoiser(model);
   // The network runs on at most c.network_batch of the K * S items at a time.
@@ -162,7 +149,7 @@ Reconstruction reconstruct(const ModelPtr& model, const mri::Scan& scan, const t
   AMBIENT_CHECK(c.samples >= 1, "reconstruct: expected at least one sample per slice, got ", c.samples);
   AMBIENT_CHECK(maps.sizes() == scan.ksp.sizes(), "reconstruct: coil maps ", shape_string(maps.sizes().vec()),
                 " do not match the k-space ", shape_string(scan.ksp.sizes().vec()));
-  const double eta = c.noise_var > 0 ? c.noise_var : (scan.prewhitened ? 1.0 : estimate_noise_var(scan));
+  const double eta = mri::noise_variance(scan, c.noise_var);
   const int64_t s = scan.slices(), batch = slices_per_batch(c, scan);
   const auto m = scan.kspace_mask();
   // Slices go through in batches so that memory stays bounded for any volume (K × batch items at a time, not

@@ -89,6 +89,23 @@ void check_nifti_payload(const std::string& path) {
                 "before using it");
 }
 
+// Writes `image` to `path` through `io`, atomically (a temporary file renamed); `what` names the format in errors.
+template <typename Image>
+void write_with_itk(const std::string& path, const typename Image::Pointer& image, itk::ImageIOBase::Pointer io,
+                    const char* what) {
+  write_atomically(path, [&](const std::string& tmp) {
+    auto writer = itk::ImageFileWriter<Image>::New();
+    writer->SetImageIO(io);
+    writer->SetFileName(tmp);
+    writer->SetInput(image);
+    try {
+      writer->Update();
+    } catch (const itk::ExceptionObject& e) {
+      fail(what, " writer: ITK could not write ", path, " (", e.GetDescription(), ")");
+    }
+  });
+}
+
 }  // namespace
 
 Volume volume_from_geometry(const torch::Tensor& images, const Geometry& g) {
@@ -143,17 +160,7 @@ void write_nifti(const std::string& path, const Volume& v) {
   image->SetSpacing(spacing);
   image->SetOrigin(origin);
   image->SetDirection(direction);
-  write_atomically(path, [&](const std::string& tmp) {
-    auto writer = itk::ImageFileWriter<Image3>::New();
-    writer->SetImageIO(itk::NiftiImageIO::New());
-    writer->SetFileName(tmp);
-    writer->SetInput(image);
-    try {
-      writer->Update();
-    } catch (const itk::ExceptionObject& e) {
-      fail("NIfTI writer: ITK could not write ", path, " (", e.GetDescription(), ")");
-    }
-  });
+  write_with_itk<Image3>(path, image, itk::NiftiImageIO::New(), "NIfTI");
 }
 
 Volume read_nifti(const std::string& path) {
@@ -196,17 +203,7 @@ void write_png(const std::string& path, const torch::Tensor& image, double lo, d
   png->SetRegions(region);
   png->Allocate();
   std::memcpy(png->GetBufferPointer(), scaled.data_ptr(), scaled.numel());
-  write_atomically(path, [&](const std::string& tmp) {
-    auto writer = itk::ImageFileWriter<Image2>::New();
-    writer->SetImageIO(itk::PNGImageIO::New());
-    writer->SetFileName(tmp);
-    writer->SetInput(png);
-    try {
-      writer->Update();
-    } catch (const itk::ExceptionObject& e) {
-      fail("PNG writer: ITK could not write ", path, " (", e.GetDescription(), ")");
-    }
-  });
+  write_with_itk<Image2>(path, png, itk::PNGImageIO::New(), "PNG");
 }
 
 void write_png_row(const std::string& path, const std::vector<torch::Tensor>& images, double hi) {

@@ -108,6 +108,16 @@ torch::Tensor crop_readout(const torch::Tensor& ksp, int64_t nx_out) {
   return fft1c(hybrid.narrow(-1, start, nx_out).contiguous(), -1);
 }
 
+double noise_variance(const Scan& scan, double requested) {
+  if (requested > 0) return requested;
+  if (scan.prewhitened) return 1.0;
+  const int64_t nx = scan.nx(), edge = std::max<int64_t>(2, nx / 20);
+  auto sampled = scan.ksp * scan.kspace_mask();
+  auto outer = torch::cat({sampled.narrow(3, 0, edge), sampled.narrow(3, nx - edge, edge)}, 3);
+  const double lines = scan.mask.sum().item<double>() * scan.coils() * 2 * edge;
+  return outer.abs().square().sum().item<double>() / std::max(1.0, lines);
+}
+
 Scan select_slices(const Scan& scan, const std::vector<int64_t>& which) {
   for (const auto s : which)
     AMBIENT_CHECK(s >= 0 && s < scan.slices(), "select slices: slice ", s, " outside a scan of ", scan.slices());

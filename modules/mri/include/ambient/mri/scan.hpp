@@ -70,6 +70,11 @@ torch::Tensor apply_coil_matrix(const torch::Tensor& w, const torch::Tensor& ksp
 /// Removes readout oversampling: iFFT along kx, keep the central `nx_out` samples, FFT back. [..., kx] -> [..., nx_out].
 torch::Tensor crop_readout(const torch::Tensor& ksp, int64_t nx_out);
 
+/// The k-space noise variance per complex sample of `scan`: `requested` when it is positive; 1 for a prewhitened scan
+/// (its noise scan whitened the coils); otherwise estimated from the outer 10% of kx on the sampled lines, where the
+/// object has little energy.
+double noise_variance(const Scan& scan, double requested = -1);
+
 /// The slices `which` of a scan (k-space, masks, calibration data and geometry), in that order.
 Scan select_slices(const Scan& scan, const std::vector<int64_t>& which);
 
