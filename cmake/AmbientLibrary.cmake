@@ -13,3 +13,13 @@ function(ambient_library name)
     target_link_libraries(ambient_${name} PRIVATE ambient_warnings)
   endif()
 endfunction()
+
+# ambient_openmp(TARGET): compiles TARGET's sources with OpenMP when the compiler has it. ATen's at::parallel_for is
+# inline and runs its loop on one thread in a translation unit compiled without OpenMP (ATen/ParallelOpenMP.h), so
+# a target whose own code calls at::parallel_for needs this to run it on LibTorch's threads.
+function(ambient_openmp target)
+  find_package(OpenMP QUIET COMPONENTS CXX)
+  if(OpenMP_CXX_FOUND)
+    target_link_libraries(${target} PRIVATE OpenMP::OpenMP_CXX)
+  endif()
+endfunction()

@@ -3,7 +3,9 @@
 #include "ambient/diffusion/trainer.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -27,17 +29,23 @@ torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfi
   const auto objective = make_objective(cfg.objective, further_corruption(cfg));
   const int64_t n = b.size();
   // Every example draws Ã, σ and its noise from its own generator, seeded by (draw_seed, global index): a batch
-  // split over ranks (distributed.hpp) draws exactly what the whole batch draws in one process.
-  std::vector<torch::Tensor> sigma, noise, corruption;
-  for (int64_t j = 0; j < n; ++j) {
-    const uint64_t example_seed = step_seed(draw_seed, first_index + j, 5);
-    auto gen = at::detail::createCPUGenerator(example_seed);
-    std::mt19937_64 rng(example_seed);
-    auto a_tilde = objective->draw_corruption(b, j, gen, rng);
-    if (a_tilde.defined()) corruption.push_back(a_tilde);
-    sigma.push_back(sample_sigma(1, edm, gen));
-    noise.push_back(objective->draw_noise(b, gen));
-  }
+  // split over ranks (group.hpp) draws exactly what the whole batch draws in one process. Examples draw in
+  // parallel; each writes only its own slots, so the draws do not depend on the threads.
+  std::vector<torch::Tensor> sigma(n), noise(n), corruption(n);
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const uint64_t example_seed = step_seed(draw_seed, first_index + j, 5);
+      auto gen = at::detail::createCPUGenerator(example_seed);
+      std::mt19937_64 rng(example_seed);
+      corruption[j] = objective->draw_corruption(b, j, gen, rng);
+      sigma[j] = sample_sigma(1, edm, gen);
+      noise[j] = objective->draw_noise(b, gen);
+    }
+  });
+  AMBIENT_CHECK(std::all_of(corruption.begin(), corruption.end(), [&](const auto& t) {
+    return t.defined() == corruption.front().defined();
+  }), "training: internal: the objective drew Ã for some examples of a batch only");
+  if (!corruption.empty() && !corruption.front().defined()) corruption.clear();
   const auto device = b.device();  // drawn on the CPU whatever the device: the same draws everywhere
   NoiseDraw draw{torch::cat(sigma).to(device), torch::cat(noise).to(device)};
   return objective->loss(as_denoiser(model), b,
