@@ -16,8 +16,13 @@ endfunction()
 
 # ambient_openmp(TARGET): compiles TARGET's sources with OpenMP when the compiler has it. ATen's at::parallel_for is
 # inline and runs its loop on one thread in a translation unit compiled without OpenMP (ATen/ParallelOpenMP.h), so
-# a target whose own code calls at::parallel_for needs this to run it on LibTorch's threads.
+# a target whose own code calls at::parallel_for needs this to run it on LibTorch's threads. Not in the LibTorch-only
+# configuration: a pip LibTorch brings its own copy of libgomp, and two OpenMP runtimes in one process fight over
+# the cores (its loops then run on one thread, with the same results).
 function(ambient_openmp target)
+  if(AMBIENT_LIBTORCH_ONLY)
+    return()
+  endif()
   find_package(OpenMP QUIET COMPONENTS CXX)
   if(OpenMP_CXX_FOUND)
     target_link_libraries(${target} PRIVATE OpenMP::OpenMP_CXX)
