@@ -73,7 +73,7 @@ torch::Tensor load_recon(const std::string& path) {
 int run_eval(const std::vector<std::string>& args) {
   po::options_description opts("eval options");
   std::string reference, samples, json, std_map, reliability_png;
-  double object_fraction = 0.1;
+  double object_fraction = mri::kObjectFraction;
   std::vector<std::string> recons, training;
   opts.add_options()
       ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz, or BART image .cfl) to score against --reference")

@@ -25,8 +25,7 @@ int run_recon(const std::vector<std::string>& args) {
   diffusion::ReconstructConfig rc;
   mri::ReadOptions ro;
   mri::EspiritConfig ec;
-  mri::CgConfig cg;
-  cg.lambda = 0.01;
+  mri::CgConfig cg = mri::cg_sense_defaults();
   bool no_prewhiten = false;
   diffusion::DistConfig dist;
   opts.add_options()

@@ -199,7 +199,6 @@ int run_finetune(const std::vector<std::string>& args) {
   std::string block_size = "8,32";
   diffusion::UNetConfig scratch_net;
   add_common(opts, c);
-  c.cfg.delta = 0.2;
   opts.add_options()
       ("init", po::value(&init), "foundation: an ambient checkpoint (.pt) or a TorchScript file with "
        "forward(x, sigma) -> denoised; without it the network starts from scratch")

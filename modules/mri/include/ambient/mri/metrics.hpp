@@ -27,6 +27,9 @@ struct NearestNeighbours {
 };
 NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training);
 
+/// The object of a reference image: its pixels above this fraction of the volume's maximum magnitude.
+constexpr double kObjectFraction = 0.1;
+
 /// How well a per-pixel uncertainty map predicts the error of a reconstruction (magnitudes [slice, h, w]), over the
 /// pixels inside the object: the reference's magnitude above `object_fraction` of its volume maximum.
 struct Calibration {
@@ -38,6 +41,6 @@ struct Calibration {
   torch::Tensor reliability;
 };
 Calibration calibration(const torch::Tensor& gt, const torch::Tensor& x, const torch::Tensor& std,
-                        double object_fraction = 0.1);
+                        double object_fraction = kObjectFraction);
 
 }  // namespace ambient::mri

@@ -18,6 +18,14 @@ struct CgConfig {
   double lambda = 0.0;       ///< Tikhonov weight: solves (A^H A + λ I) x = A^H y + λ x_ref
 };
 
+/// CG-SENSE as `ambient recon` runs it unless told otherwise: 30 iterations, λ = 0.01 (A^H A has norm 1), the
+/// weight the classical baselines of docs/results.md use.
+inline CgConfig cg_sense_defaults() {
+  CgConfig c;
+  c.lambda = 0.01;
+  return c;
+}
+
 /// Conjugate gradient on (N + λ I) x = b for a Hermitian positive semi-definite N, batched over dim 0: every batch
 /// item (slice) has its own step sizes, so slices converge independently. x0 defaults to zero.
 torch::Tensor conjugate_gradient(const std::function<torch::Tensor(const torch::Tensor&)>& normal,
