@@ -64,10 +64,7 @@ torch::Tensor load_recon(const std::string& path) {
   const bool cfl = path.size() > 4 && (path.compare(path.size() - 4, 4, ".cfl") == 0 ||
                                        path.compare(path.size() - 4, 4, ".hdr") == 0);
   if (!cfl) return mri::read_nifti(path).data;
-  auto t = mri::read_cfl(path);
-  AMBIENT_CHECK(t.dim() >= 2, "eval: expected a 2-D or multi-slice image in ", path);
-  const int64_t ny = t.size(-2), nx = t.size(-1);
-  return t.reshape({-1, ny, nx}).abs();
+  return mri::read_cfl_images(path).abs();
 }
 
 int run_eval(const std::vector<std::string>& args) {

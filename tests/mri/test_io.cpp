@@ -653,3 +653,17 @@ TEST(Io, CflMapsKeepTheFirstSetOfBartMaps) {
   mri::write_cfl(path, torch::ones({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, coils, 2, ny, nx}, torch::kComplexFloat));
   EXPECT_THROW(mri::read_cfl_maps(path), ambient::Error);
 }
+
+TEST(Io, CflImagesAreSlicesOfKyKx) {
+  // bart pics of a multi-slice scan: [slice, 1 x 12, 1, ky, kx] row-major (SLICE is BART dim 13).
+  const int64_t slices = 3, ny = 6, nx = 5;
+  auto gen = at::detail::createCPUGenerator(9);
+  auto t = torch::randn({slices, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ny, nx}, gen, torch::kComplexFloat);
+  const auto path = test::scratch("images");
+  mri::write_cfl(path, t);
+  auto images = mri::read_cfl_images(path);
+  ASSERT_EQ(images.sizes(), torch::IntArrayRef({slices, ny, nx}));
+  EXPECT_TRUE(torch::equal(images, t.reshape({slices, ny, nx})));
+  mri::write_cfl(path, torch::ones({7}, torch::kComplexFloat));  // a 1-D cfl is no image
+  EXPECT_THROW(mri::read_cfl_images(path), ambient::Error);
+}

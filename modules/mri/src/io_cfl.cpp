@@ -108,6 +108,13 @@ torch::Tensor read_cfl_maps(const std::string& path) {
       .contiguous();
 }
 
+torch::Tensor read_cfl_images(const std::string& path) {
+  auto t = read_cfl(path);
+  AMBIENT_CHECK(t.dim() >= 2, "cfl reader: expected a 2-D or multi-slice image in ", path, ", got ",
+                shape_string(t.sizes().vec()));
+  return t.reshape({-1, t.size(-2), t.size(-1)});
+}
+
 Scan read_cfl_scan(const std::string& path) {
   auto t = read_cfl(path);
   // Pad back to 16 reversed dims, then pick (slice, coil, ky, kx).

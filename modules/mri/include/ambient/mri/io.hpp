@@ -51,6 +51,9 @@ void write_cfl_kspace(const std::string& path, const torch::Tensor& ksp);
 /// Coil maps from a BART cfl (`bart ecalib`: READ, PHS1, PHS2=1, COIL, MAPS at 4, SLICE at 13) as [slice, coil, ky,
 /// kx]: the first set of maps when ecalib wrote several (-m). Throws naming the file if another dimension is used.
 torch::Tensor read_cfl_maps(const std::string& path);
+/// An image from a BART cfl (`bart pics`, `bart fft`: READ, PHS1, ..., SLICE at 13) as [image, ky, kx] complex64:
+/// every dimension beyond the first two counts images (slices first, in BART's order).
+torch::Tensor read_cfl_images(const std::string& path);
 
 /// A 3-D scalar volume with ITK geometry: data [z, y, x] float32; LPS physical space.
 struct Volume {
