@@ -37,6 +37,20 @@ struct OracleDenoiser : DenoiserModule {
 
 }  // namespace
 
+namespace {
+
+// A small simulated scan of ch2: `slices` slices of 32², `coils` coils, R = 4 with a quarter of the lines as ACS.
+mri::Scan small_scan(int64_t slices, int64_t coils) {
+  mri::SimulateConfig sc;
+  sc.matrix = 32;
+  sc.count = slices;
+  sc.coils = coils;
+  sc.center_fraction = 0.25;
+  return mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc).scan;
+}
+
+}  // namespace
+
 TEST(ReconstructIntegration, OraclePriorBeatsCgSenseAndKeepsScale) {
   mri::SimulateConfig sc;
   sc.matrix = 48;
@@ -112,13 +126,7 @@ struct RecordingDenoiser : DenoiserModule {
 }  // namespace
 
 TEST(Reconstruct, AmbientFourierModelsSeeTheirInputThroughAFixedFurtherMask) {
-  mri::SimulateConfig sc;
-  sc.matrix = 32;
-  sc.count = 1;
-  sc.coils = 1;
-  sc.center_fraction = 0.25;
-  auto sim = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc);
-  const auto& scan = sim.scan;
+  const auto scan = small_scan(1, 1);
   // Unit maps make Ã^H Ã = F^H M F an orthogonal projection, so "the input is Ã^H Ã x" is checkable exactly.
   auto maps = torch::ones({1, 1, 32, 32}, torch::kComplexFloat);
   ReconstructConfig rc;
@@ -225,13 +233,7 @@ struct GaussianDenoiser : DenoiserModule {
 // Memory must not grow with the volume: slices go through slice_batch at a time. A scan that fits one batch gives
 // exactly the one-batch result; smaller batches give other draws of the same posterior, deterministically.
 TEST(Reconstruct, SlicesGoThroughInMemoryBoundedBatches) {
-  mri::SimulateConfig sc;
-  sc.matrix = 32;
-  sc.count = 3;
-  sc.coils = 2;
-  sc.center_fraction = 0.25;
-  auto sim = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc);
-  const auto& scan = sim.scan;
+  const auto scan = small_scan(3, 2);
   auto maps = mri::espirit_maps_batch(scan.calibration_kspace(), scan.calib, mri::EspiritConfig{});
   auto prior = std::make_shared<GaussianDenoiser>();
   ReconstructConfig rc;
@@ -269,12 +271,7 @@ TEST(Reconstruct, SlicesGoThroughInMemoryBoundedBatches) {
 }
 
 TEST(VolumeRecon, OneProcessGivesWhatEachMethodGivesAlone) {
-  mri::SimulateConfig sc;
-  sc.matrix = 32;
-  sc.count = 3;
-  sc.coils = 2;
-  sc.center_fraction = 0.25;
-  const auto scan = mri::simulate(mri::read_nifti("/usr/share/mricron/templates/ch2.nii.gz"), sc).scan;
+  const auto scan = small_scan(3, 2);
   Group lone;
   std::vector<std::string> stages;
   int64_t last_done = -1, last_total = -2;
