@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/seed.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/samplers.hpp"
 #include "ambient/diffusion/seen_through.hpp"
@@ -70,7 +71,7 @@ int run_sample(const std::vector<std::string>& args) {
                 "sample --block-size: expected min,max with 1 <= min <= max <= --size, got '", block_size, "'");
   if (further_delta > 0 || further_accel > 0 || further_blocks > 0) {
     AMBIENT_CHECK(model->cond_channels() == 1, "sample: the ambient sampler needs a model trained with a mask channel");
-    auto gen_mask = at::detail::createCPUGenerator(seed + 1);
+    auto gen_mask = at::detail::createCPUGenerator(derive_seed(seed, SeedStream::sample_corruption, 0));
     diffusion::FurtherCorruption a_tilde;
     if (further_delta > 0) {
       a_tilde = diffusion::image_corruption(torch::rand({n, 1, size, size}, gen_mask) >= further_delta);
@@ -78,13 +79,13 @@ int run_sample(const std::vector<std::string>& args) {
       std::vector<torch::Tensor> masks;
       for (int64_t i = 0; i < n; ++i)
         masks.push_back(mri::random_blocks(size, size, further_blocks, sizes[0], sizes[1],
-                                           static_cast<uint32_t>(seed + 7 + i)));
+                                           static_cast<uint32_t>(derive_seed(seed, SeedStream::further_masks, static_cast<uint64_t>(i)))));
       a_tilde = diffusion::image_corruption(torch::stack(masks).unsqueeze(1));
     } else {
       // Single-coil: the adjoint image of the line-masked spectrum, Ã = M̃ F.
       std::vector<torch::Tensor> rows;
       for (int64_t i = 0; i < n; ++i)
-        rows.push_back(mri::further_line_mask(size, further_accel, static_cast<uint32_t>(seed + 7 + i)));
+        rows.push_back(mri::further_line_mask(size, further_accel, static_cast<uint32_t>(derive_seed(seed, SeedStream::further_masks, static_cast<uint64_t>(i)))));
       a_tilde = diffusion::line_corruption(torch::ones({n, 1, size, size}, torch::kComplexFloat), torch::stack(rows));
     }
     d = diffusion::seen_through(d, a_tilde);

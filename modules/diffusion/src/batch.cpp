@@ -73,7 +73,7 @@ Order::Order(const Source& source, uint64_t seed) : source_(source), seed_(seed)
 }
 
 std::vector<std::pair<int64_t, int64_t>> Order::epoch(int64_t e) const {
-  std::mt19937_64 rng(mix_seeds(seed_, static_cast<uint64_t>(e)));
+  std::mt19937_64 rng(derive_seed(seed_, SeedStream::epoch_order, static_cast<uint64_t>(e)));
   std::vector<int64_t> files(source_.files());
   std::iota(files.begin(), files.end(), 0);
   std::shuffle(files.begin(), files.end(), rng);
@@ -100,7 +100,7 @@ Pick pick(Order& order, uint64_t seed, int64_t k, bool flips) {
   Pick p;
   std::tie(p.file, p.slice) = order.at(k);
   if (flips) {
-    const uint64_t r = mix_seeds(seed + 1, static_cast<uint64_t>(k));
+    const uint64_t r = derive_seed(seed, SeedStream::flips, static_cast<uint64_t>(k));
     p.horizontal = r & 1;
     p.vertical = (r >> 1) & 1;
   }

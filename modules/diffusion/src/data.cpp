@@ -63,7 +63,7 @@ class CleanVolumeSource final : public Source {
   }
   Example load(int64_t f, int64_t s) override {
     auto mag = magnitude(f, s);
-    auto gen = at::detail::createCPUGenerator(mix_seeds(seed_, mix_seeds(f, s)));
+    auto gen = at::detail::createCPUGenerator(derive_seed(seed_, SeedStream::slice_draws, f, s));
     auto phase = mri::smooth_phase(1, matrix_, 1.5, gen).to(torch::kFloat);
     auto z = torch::polar(mag.unsqueeze(0), phase);
     Example e;
@@ -118,7 +118,7 @@ class ScanSource final : public Source {
       e.image = to_channels(zf / scale)[0];
     } else {
       auto keep = mri::random_blocks(ny_, nx_, cfg_.block_count, cfg_.block_min, cfg_.block_max,
-                                     static_cast<uint32_t>(mix_seeds(cfg_.seed, mix_seeds(f, s))));
+                                     static_cast<uint32_t>(derive_seed(cfg_.seed, SeedStream::slice_draws, f, s)));
       e.mask = keep.to(torch::kFloat).unsqueeze(0);
       e.image = to_channels(zf / scale)[0] * e.mask;  // only what A observed ever leaves this function
     }
@@ -153,10 +153,8 @@ torch::Tensor clean_volume_magnitudes(const std::vector<std::string>& volumes, i
   return torch::stack(slices);
 }
 
-namespace {
-const Named<Corruption> kCorruptions[] = {
+constexpr Named<Corruption> kCorruptions[] = {
     {Corruption::fourier, "fourier"}, {Corruption::block, "block"}, {Corruption::none, "none"}};
-}  // namespace
 
 Corruption parse_corruption(const std::string& name) { return parse_named(kCorruptions, name, "corruption"); }
 std::string corruption_name(Corruption c) { return name_of(kCorruptions, c); }

@@ -59,10 +59,8 @@ torch::Tensor EdmDenoiserImpl::forward(const torch::Tensor& x, const torch::Tens
   return c_skip * x + c_out * out;
 }
 
-namespace {
-const Named<Precond> kPreconds[] = {
+constexpr Named<Precond> kPreconds[] = {
     {Precond::standard, "standard"}, {Precond::masked, "masked"}, {Precond::masked_lines, "masked-lines"}};
-}  // namespace
 
 Precond parse_precond(const std::string& name) { return parse_named(kPreconds, name, "preconditioning"); }
 std::string precond_name(Precond p) { return name_of(kPreconds, p); }

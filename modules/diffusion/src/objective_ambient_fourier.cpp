@@ -61,9 +61,9 @@ torch::Tensor ambient_fourier_loss(const DenoiserFn& d, const FourierBatch& batc
 namespace detail {
 namespace {
 
-class AmbientFourierObjective final : public TrainingObjective {
+class AmbientFourierObjective final : public AmbientObjective {
  public:
-  explicit AmbientFourierObjective(const FurtherCorruptionConfig& further) : further_(further) {}
+  using AmbientObjective::AmbientObjective;
   Objective kind() const override { return Objective::ambient_fourier; }
   torch::Tensor draw_corruption(const Batch& b, int64_t j, at::Generator&, std::mt19937_64& rng) const override {
     AMBIENT_CHECK(b.ksp.defined(), "ambient-fourier objective: the data carry no k-space (use Fourier data)");
@@ -78,9 +78,6 @@ class AmbientFourierObjective final : public TrainingObjective {
     FourierBatch fb{b.ksp, b.maps, b.lines, b.calib};
     return ambient_fourier_loss(d, fb, mask_tilde, draw, edm, holdout ? (b.lines & ~mask_tilde) : torch::Tensor());
   }
-
- private:
-  FurtherCorruptionConfig further_;
 };
 
 }  // namespace

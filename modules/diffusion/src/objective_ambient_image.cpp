@@ -55,9 +55,9 @@ torch::Tensor ambient_image_loss(const DenoiserFn& d, const torch::Tensor& y, co
 namespace detail {
 namespace {
 
-class AmbientImageObjective final : public TrainingObjective {
+class AmbientImageObjective final : public AmbientObjective {
  public:
-  explicit AmbientImageObjective(const FurtherCorruptionConfig& further) : further_(further) {}
+  using AmbientObjective::AmbientObjective;
   Objective kind() const override { return Objective::ambient_image; }
   torch::Tensor draw_corruption(const Batch& b, int64_t j, at::Generator& gen, std::mt19937_64& rng) const override {
     AMBIENT_CHECK(b.mask.defined(), "ambient-image objective: the data carry no corruption mask (use block data)");
@@ -73,9 +73,6 @@ class AmbientImageObjective final : public TrainingObjective {
                      const EdmConfig& edm, bool holdout) const override {
     return ambient_image_loss(d, b.image, b.mask, a_tilde, draw, edm, holdout ? b.mask - a_tilde : torch::Tensor());
   }
-
- private:
-  FurtherCorruptionConfig further_;
 };
 
 }  // namespace

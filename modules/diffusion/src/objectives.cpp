@@ -35,14 +35,12 @@ torch::Tensor from_channels(const torch::Tensor& c) {
   return torch::view_as_complex(c.permute({0, 2, 3, 1}).contiguous());
 }
 
-namespace {
-const Named<Objective> kObjectives[] = {{Objective::clean, "clean"},
+constexpr Named<Objective> kObjectives[] = {{Objective::clean, "clean"},
                                         {Objective::ambient_image, "ambient-image"},
                                         {Objective::ambient_fourier, "ambient-fourier"},
                                         {Objective::naive, "naive"},
                                         {Objective::ambient_image, "block", true},
                                         {Objective::ambient_fourier, "fourier", true}};
-}  // namespace
 
 Objective parse_objective(const std::string& name) { return parse_named(kObjectives, name, "objective"); }
 std::string objective_name(Objective o) { return name_of(kObjectives, o); }

@@ -89,7 +89,7 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < k * s; ++i)
       rows.push_back(mri::further_line_mask(ny, c.further_accel,
-                                            static_cast<uint32_t>(seed * 7919 + 17 + static_cast<uint64_t>(i))));
+                                            static_cast<uint32_t>(ambient::derive_seed(seed, ambient::SeedStream::further_masks, static_cast<uint64_t>(i)))));
     auto a_tilde = line_corruption(maps_b, torch::stack(rows), mri::FftBackend::torch);
     cond = a_tilde.channel;
     denoise = seen_through(denoise, a_tilde);
@@ -119,12 +119,10 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
 
 }  // namespace
 
-namespace {
-const Named<ReconMethod> kReconMethods[] = {{ReconMethod::zero_filled, "zero-filled"},
+constexpr Named<ReconMethod> kReconMethods[] = {{ReconMethod::zero_filled, "zero-filled"},
                                             {ReconMethod::cg_sense, "cg-sense"},
                                             {ReconMethod::posterior, "posterior"},
                                             {ReconMethod::dps, "dps"}};
-}  // namespace
 
 ReconMethod parse_recon_method(const std::string& name, const char* what) {
   return parse_named(kReconMethods, name, what);

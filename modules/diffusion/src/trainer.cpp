@@ -10,19 +10,10 @@
 #include <cmath>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/seed.hpp"
 #include "ambient/diffusion/objectives.hpp"
 
 namespace ambient::diffusion {
-namespace {
-
-uint64_t step_seed(uint64_t seed, int64_t step, uint64_t salt) {
-  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull + salt;
-  z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 29);
-}
-
-}  // namespace
-
 torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfig& cfg, uint64_t draw_seed,
                          bool holdout, int64_t first_index) {
   const EdmConfig edm = model->training_edm();
@@ -34,7 +25,7 @@ torch::Tensor batch_loss(const ModelPtr& model, const Batch& b, const TrainConfi
   std::vector<torch::Tensor> sigma(n), noise(n), corruption(n);
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      const uint64_t example_seed = step_seed(draw_seed, first_index + j, 5);
+      const uint64_t example_seed = derive_seed(draw_seed, SeedStream::example_draws, static_cast<uint64_t>(first_index + j));
       auto gen = at::detail::createCPUGenerator(example_seed);
       std::mt19937_64 rng(example_seed);
       corruption[j] = objective->draw_corruption(b, j, gen, rng);
@@ -117,11 +108,11 @@ int64_t train(TrainState& s, const TrainConfig& cfg, const TrainIO& io) {
     const double lr = cfg.lr * std::min(1.0, static_cast<double>(s.step + 1) / std::max<int64_t>(1, cfg.warmup));
     for (auto& group_options : s.optimizer->param_groups())
       static_cast<torch::optim::AdamOptions&>(group_options.options()).lr(lr);
-    torch::manual_seed(step_seed(cfg.seed, s.step, 3 + 1000 * static_cast<uint64_t>(rank)));  // dropout
+    torch::manual_seed(derive_seed(cfg.seed, SeedStream::dropout, static_cast<uint64_t>(s.step), static_cast<uint64_t>(rank)));
     torch::Tensor loss;
     {
       Bf16Autocast autocast(cfg.bf16, device.type());
-      loss = batch_loss(s.model, b, cfg, step_seed(cfg.seed, s.step, 1), false,
+      loss = batch_loss(s.model, b, cfg, derive_seed(cfg.seed, SeedStream::step_draws, static_cast<uint64_t>(s.step)), false,
                         BatchSource::first_index(s.step, cfg.batch, rank, world));
     }
     s.optimizer->zero_grad();
@@ -154,10 +145,11 @@ int64_t train(TrainState& s, const TrainConfig& cfg, const TrainIO& io) {
       // Validation batch i runs on rank i mod W; the same batches and draws as in one process.
       torch::NoGradGuard g;
       s.ema->eval();
-      Loader val(io.validation, cfg.batch, cfg.seed + 7, 0, false, 1, rank, world);
+      Loader val(io.validation, cfg.batch, derive_seed(cfg.seed, SeedStream::validation_order, 0), 0, false, 1, rank, world);
       auto total = torch::zeros({1}, torch::kFloat);
       for (int64_t i = rank; i < cfg.val_batches; i += world)
-        total += batch_loss(s.ema, val.next().to(device), cfg, step_seed(cfg.seed + 7, i, 2), true)
+        total += batch_loss(s.ema, val.next().to(device), cfg,
+                           derive_seed(cfg.seed, SeedStream::validation_draws, static_cast<uint64_t>(i)), true)
                      .to(torch::kCPU, torch::kFloat);
       group->allreduce_sum(total);
       r.val_loss = total.item<double>() / std::max<int64_t>(1, cfg.val_batches);

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "ambient/core/error.hpp"
+#include "ambient/core/seed.hpp"
 #include "ambient/mri/linear_operator.hpp"
 
 namespace ambient::diffusion {
@@ -64,7 +65,8 @@ VolumeRecon reconstruct_volume(const mri::Scan& scan, const torch::Tensor& maps,
   if (!mine.empty() && samples_with_model(config.method)) {
     auto rc = config.model;
     rc.method = config.method;
-    rc.seed += 1000003ull * static_cast<uint64_t>(group.rank());  // deterministic for a seed and a world size
+    // Rank 0 keeps the run's seed, so a lone process reconstructs as before; deterministic for a seed and a world size.
+    if (group.rank() > 0) rc.seed = derive_seed(rc.seed, SeedStream::recon_ranks, static_cast<uint64_t>(group.rank()));
     const int64_t per_batch = slices_per_batch(rc, part);
     out.batches = (part.slices() + per_batch - 1) / per_batch;
     std::ostringstream stage;

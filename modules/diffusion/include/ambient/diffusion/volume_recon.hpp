@@ -32,7 +32,7 @@ torch::Tensor shared_espirit_maps(const mri::Scan& scan, const mri::EspiritConfi
 struct VolumeReconConfig {
   ReconMethod method = ReconMethod::cg_sense;
   mri::CgConfig cg;          ///< cg-sense (the Tikhonov weight λ is the caller's choice)
-  ReconstructConfig model;   ///< posterior | dps; its seed is rank 0's (rank r samples from seed + 1000003 r)
+  ReconstructConfig model;   ///< posterior | dps; its seed is rank 0's (rank r > 0 from derive_seed, SeedStream::recon_ranks)
 };
 
 struct VolumeRecon {
