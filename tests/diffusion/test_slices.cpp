@@ -184,20 +184,6 @@ TEST(ZipCheck, ReadsTheArchiveLibTorchReadsAndRefusesEveryDisagreement) {
   EXPECT_EQ(deflated, 1) << "expected LibTorch to deflate the long code entry";
 }
 
-TEST(SliceBatches, RandomPhaseIsSmoothAndBounded) {
-  torch::manual_seed(3);
-  auto phase = smooth_phase_maps(torch::randn({6, 5, 5}, torch::kComplexFloat), 32, 32, 1.5);
-  ASSERT_EQ(phase.sizes(), (std::vector<int64_t>{6, 32, 32}));
-  EXPECT_NEAR(phase.abs().amax({1, 2}).min().item<double>(), 1.5, 1e-5);
-  EXPECT_NEAR(phase.abs().amax({1, 2}).max().item<double>(), 1.5, 1e-5);
-  // Its spectrum lives in the central 5x5 block (real part: the block and its mirror, the same block here).
-  auto spectrum = torch::fft::fftshift(torch::fft::fft2(phase.to(torch::kComplexFloat)), {-2, -1}).abs().square();
-  const double inside = spectrum.narrow(1, 14, 5).narrow(2, 14, 5).sum().item<double>();
-  EXPECT_GT(inside, 0.999 * spectrum.sum().item<double>());
-  EXPECT_FALSE(torch::allclose(phase[0], phase[1]));  // one map per image
-  EXPECT_THROW(smooth_phase_maps(torch::randn({2, 4, 4}, torch::kComplexFloat), 32, 32, 1.5), Error);
-}
-
 TEST(SliceBatches, FollowTheLoadersOrderAndDependOnlyOnSeedAndStep) {
   // Slice i is the constant i + 1, so a batch's magnitudes say which slices it holds.
   const int64_t n = 6;

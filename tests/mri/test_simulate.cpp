@@ -1,6 +1,9 @@
 // Simulation from real MRI (mricron-data's ch2) and the comparison with BART's ecalib + pics.
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -10,6 +13,7 @@
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/linear_operator.hpp"
 #include "ambient/mri/metrics.hpp"
+#include "ambient/mri/phase.hpp"
 #include "ambient/mri/recon.hpp"
 #include "ambient/mri/simulate.hpp"
 #include "helpers.hpp"
@@ -53,6 +57,27 @@ ZeroFilledAndCg reconstruct_written(const mri::Simulation& sim, const std::strin
 }
 
 }  // namespace
+
+TEST(SmoothPhase, IsSmoothBoundedOneMapPerImageAndTheSameThroughEitherFft) {
+  torch::manual_seed(3);
+  const auto low = torch::randn({6, 5, 5}, torch::kComplexFloat);
+  auto phase = mri::smooth_phase_from(low, 32, 32, 1.5, mri::FftBackend::torch);
+  ASSERT_EQ(phase.sizes(), (std::vector<int64_t>{6, 32, 32}));
+  EXPECT_NEAR(phase.abs().amax({1, 2}).min().item<double>(), 1.5, 1e-9);
+  EXPECT_NEAR(phase.abs().amax({1, 2}).max().item<double>(), 1.5, 1e-9);
+  // Its spectrum lives in the central 5x5 block (real part: the block and its mirror, the same block here).
+  auto spectrum = torch::fft::fftshift(torch::fft::fft2(phase.to(torch::kComplexDouble)), {-2, -1}).abs().square();
+  const double inside = spectrum.narrow(1, 14, 5).narrow(2, 14, 5).sum().item<double>();
+  EXPECT_GT(inside, 0.999 * spectrum.sum().item<double>());
+  EXPECT_FALSE(torch::allclose(phase[0], phase[1]));  // one map per image
+  EXPECT_TRUE(torch::allclose(mri::smooth_phase_from(low, 32, 32, 1.5), phase, 0, 1e-5));  // FFTW where built
+  EXPECT_THROW(mri::smooth_phase_from(torch::randn({2, 4, 4}, torch::kComplexFloat), 32, 32, 1.5), Error);
+  EXPECT_THROW(mri::smooth_phase_from(low, 4, 32, 1.5), Error);
+  // simulate's phase is this map of standard complex normal draws.
+  auto gen = at::detail::createCPUGenerator(11), again = at::detail::createCPUGenerator(11);
+  EXPECT_TRUE(torch::equal(mri::smooth_phase(2, 24, 40, 1.0, gen),
+                           mri::smooth_phase_from(torch::randn({2, 5, 5}, again, torch::kComplexDouble), 24, 40, 1.0)));
+}
 
 TEST(BiotSavart, MapsAreSmoothLocalisedAndNormalised) {
   auto maps = mri::biot_savart_maps(8, 64, 0);

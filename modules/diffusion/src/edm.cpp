@@ -8,6 +8,7 @@
 
 #include "ambient/core/error.hpp"
 #include "ambient/core/names.hpp"
+#include "ambient/mri/fft.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -17,18 +18,12 @@ torch::Tensor mix_by_lines(const torch::Tensor& x, const torch::Tensor& out, con
                            const torch::Tensor& c_skip, const torch::Tensor& c_out, double sd) {
   AMBIENT_CHECK(x.size(1) == 2, "masked-lines preconditioning: expected a complex image as 2 channels, got ",
                 x.size(1));
-  // torch FFTs, not modules/mri's: this file is also built into the LibTorch-only GPU trainer.
   auto to_complex = [](const torch::Tensor& t) { return torch::view_as_complex(t.permute({0, 2, 3, 1}).contiguous()); };
-  auto along_y = [](const torch::Tensor& t, bool forward) {  // centred, orthonormal 1-D FFT over ky
-    auto shifted = torch::fft::ifftshift(t, 1);
-    auto f = forward ? torch::fft::fft(shifted, c10::nullopt, 1, "ortho") : torch::fft::ifft(shifted, c10::nullopt, 1, "ortho");
-    return torch::fft::fftshift(f, 1);
-  };
   auto seen = cond.select(1, 0).select(2, 0).to(torch::kFloat).unsqueeze(2);  // [B, ny, 1]
   auto skip = c_skip.to(torch::kFloat).reshape({-1, 1, 1}), gain = c_out.to(torch::kFloat).reshape({-1, 1, 1});
-  auto xk = along_y(to_complex(x.to(torch::kFloat)), true), nk = along_y(to_complex(out.to(torch::kFloat)), true);
+  auto xk = mri::fft1c(to_complex(x.to(torch::kFloat)), 1), nk = mri::fft1c(to_complex(out.to(torch::kFloat)), 1);
   auto mixed = seen * (skip * xk + gain * nk) + (1 - seen) * sd * nk;
-  auto image = along_y(mixed, false);
+  auto image = mri::ifft1c(mixed, 1);
   return torch::view_as_real(image).permute({0, 3, 1, 2}).contiguous().to(x.dtype());
 }
 

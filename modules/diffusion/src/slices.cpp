@@ -9,6 +9,7 @@
 #include "ambient/core/atomic_write.hpp"
 #include "ambient/core/error.hpp"
 #include "ambient/core/seed.hpp"
+#include "ambient/mri/phase.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -149,21 +150,12 @@ Batch SliceBatches::next() {
   auto mag = slices_.index_select(0, torch::tensor(index, torch::kLong).to(device));  // [B, H, W]
   mag = torch::where(coin(flip_h), centred_flip(mag, 2), mag);
   mag = torch::where(coin(flip_v), centred_flip(mag, 1), mag);
-  auto phase = smooth_phase_maps(low.to(device), mag.size(1), mag.size(2), augment_.phase_strength);
+  // torch's FFT on every device, so that the LibTorch-only build trains byte for byte as the in-tree (FFTW) one.
+  auto phase = mri::smooth_phase_from(low.to(device), mag.size(1), mag.size(2), augment_.phase_strength,
+                                      mri::FftBackend::torch).to(torch::kFloat);
   Batch b;
   b.image = torch::stack({mag * torch::cos(phase), mag * torch::sin(phase)}, 1);  // [B, 2, H, W]
   return b;
-}
-
-torch::Tensor smooth_phase_maps(const torch::Tensor& low, int64_t h, int64_t w, double strength) {
-  AMBIENT_CHECK(low.dim() == 3 && low.size(1) == 5 && low.size(2) == 5 && low.is_complex(),
-                "smooth phase: expected complex low frequencies [B, 5, 5], got ", shape_string(low.sizes().vec()));
-  AMBIENT_CHECK(h >= 5 && w >= 5, "smooth phase: expected images of at least 5x5, got ", h, "x", w);
-  auto spectrum = torch::zeros({low.size(0), h, w}, low.options());
-  spectrum.narrow(1, h / 2 - 2, 5).narrow(2, w / 2 - 2, 5).copy_(low);
-  // Centred inverse FFT (docs/conventions.md): shifts around an ordinary one.
-  auto phase = torch::real(torch::fft::fftshift(torch::fft::ifft2(torch::fft::ifftshift(spectrum, {-2, -1})), {-2, -1}));
-  return phase / phase.abs().amax({1, 2}, true).clamp_min(1e-12) * strength;
 }
 
 EdmDenoiser load_weights_file(const std::string& path, int64_t* step) {

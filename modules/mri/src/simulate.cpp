@@ -12,6 +12,7 @@
 #include "ambient/mri/coils.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
+#include "ambient/mri/phase.hpp"
 
 namespace ambient::mri {
 namespace {
@@ -156,11 +157,7 @@ SliceStack resample_slices(const Volume& volume, const SimulateConfig& c) {
 }
 
 torch::Tensor smooth_phase(int64_t slices, int64_t ny, int64_t nx, double strength, at::Generator& gen) {
-  auto low = torch::zeros({slices, ny, nx}, torch::kComplexDouble);
-  auto coeffs = torch::randn({slices, 5, 5}, gen, torch::kComplexDouble);
-  low.narrow(1, ny / 2 - 2, 5).narrow(2, nx / 2 - 2, 5).copy_(coeffs);
-  auto phase = torch::real(ifft2c(low.to(torch::kComplexFloat))).to(torch::kDouble);
-  return phase / phase.abs().amax({1, 2}, true).clamp_min(1e-12) * strength;
+  return smooth_phase_from(torch::randn({slices, 5, 5}, gen, torch::kComplexDouble), ny, nx, strength);
 }
 
 Simulation simulate(const Volume& volume, const SimulateConfig& c) {

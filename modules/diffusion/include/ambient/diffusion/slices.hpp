@@ -53,10 +53,6 @@ class SliceBatches final : public BatchSource {
   SliceAugment augment_;
 };
 
-/// Smooth phase maps [B, H, W] (float, on low's device) from 5x5 complex low frequencies `low` [B, 5, 5]: the real
-/// part of their centred inverse FFT, scaled to max |phase| = strength (the recipe of mri::smooth_phase).
-torch::Tensor smooth_phase_maps(const torch::Tensor& low, int64_t h, int64_t w, double strength);
-
 /// Trains the network `net` with the clean objective on `magnitudes` [N, H, W] on `device`, from scratch or, with
 /// `resume`, from the run saved at `out`: the one training loop over SliceBatches. Writes `out` (the EMA weights as a
 /// tensor file, which `ambient export` turns into a checkpoint) and beside it `out.model.pt` and `out.adam.pt`

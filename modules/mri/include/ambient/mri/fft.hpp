@@ -15,7 +15,8 @@ torch::Tensor ifft2c(const torch::Tensor& x);
 torch::Tensor fft2c_torch(const torch::Tensor& x);
 torch::Tensor ifft2c_torch(const torch::Tensor& x);
 
-/// Centred unitary 1-D transforms along one dimension (used for readout oversampling removal); torch::fft based.
+/// Centred unitary 1-D transforms along one dimension (readout oversampling removal, the masked-lines
+/// preconditioning of edm.hpp); torch::fft based on every device.
 torch::Tensor fft1c(const torch::Tensor& x, int64_t dim);
 torch::Tensor ifft1c(const torch::Tensor& x, int64_t dim);
 

@@ -48,7 +48,8 @@ struct SliceStack {
 };
 SliceStack resample_slices(const Volume& volume, const SimulateConfig& config);
 
-/// A smooth random phase [slice, ny, nx] (radians, peak `strength`) from a few low-frequency Fourier components.
+/// A smooth random phase [slice, ny, nx] (radians, peak `strength`): smooth_phase_from (phase.hpp) of 5x5 standard
+/// complex normal low frequencies drawn from `gen`.
 torch::Tensor smooth_phase(int64_t slices, int64_t ny, int64_t nx, double strength, at::Generator& gen);
 inline torch::Tensor smooth_phase(int64_t slices, int64_t n, double strength, at::Generator& gen) {
   return smooth_phase(slices, n, n, strength, gen);
