@@ -27,5 +27,7 @@ echo "|---|---|---|---|---|"
 for label in "$@"; do
   echo "$summary" | awk -F'|' -v m="$label" '$3 == "BART l1-wavelet" { bp[$1 "," $2] = $4; bs[$1 "," $2] = $5 }
     $3 == m { mp[$1 "," $2] = $4; ms[$1 "," $2] = $5 }
-    END { for (k in mp) { split(k, a, ","); printf "| %s | %s | %s | %+.2f | %+.4f |\n", a[1], a[2], m, mp[k] - bp[k], ms[k] - bs[k] } }' | sort
+    END { for (k in mp) { split(k, a, ",")
+            if (k in bp) printf "| %s | %s | %s | %+.2f | %+.4f |\n", a[1], a[2], m, mp[k] - bp[k], ms[k] - bs[k]
+            else printf "| %s | %s | %s | no BART l1 row in these CSVs | |\n", a[1], a[2], m } }' | sort
 done
