@@ -7,6 +7,10 @@
 #                                   pads any size to its stride
 #        RS="4 8"            test accelerations; TEST_SLICES=4 slices per test volume and orientation
 #        TRAIN_EVERY=1       every n-th slice of the target-train volumes (central 60% of each axis)
+#        TRAIN_MATRIX=128    matrix of the target-train scans
+#        CLEAN_TRAIN=1       also OUT/target_train_clean: the target-train slices fully sampled, and OUT/target_train_ref:
+#                            their clean magnitudes (.nii.gz), for clean-trained baselines and the memorisation
+#                            measure only (never for ambient training)
 # The volumes come from installed packages, or, where a package is not installed, from its .deb unpacked under
 # OUT/debian (apt-get download + dpkg -x: no root, no dependencies). Everything is reproducible from the seeds below.
 set -euo pipefail
@@ -17,6 +21,9 @@ MATRICES=${MATRICES:-128 192 128x160}
 RS=${RS:-4 8}
 TEST_SLICES=${TEST_SLICES:-4}
 TRAIN_EVERY=${TRAIN_EVERY:-1}
+TRAIN_MATRIX=${TRAIN_MATRIX:-128}
+# 8% centre lines, and at least 8 (ESPIRiT's 6x6 kernel needs 7) at small matrices.
+TRAIN_CENTRE=$(echo "c = 8 / $TRAIN_MATRIX; if (c < 0.08) c = 0.08; c" | bc -l)
 [ -x "$A" ] || { echo "make_dataset: $A is missing: build first (scripts/setup.sh)" >&2; exit 1; }
 mkdir -p "$O"
 
@@ -69,6 +76,7 @@ overlap=$(comm -12 <(echo "$train_subjects") <(echo "$test_subjects"))
 cp "$CATALOGUE_FILE" "$O/catalogue.tsv"
 : > "$O/source.args"
 mkdir -p "$O/target_train" "$O/target_val" "$O/target_test"
+[ "${CLEAN_TRAIN:-0}" = 0 ] || mkdir -p "$O/target_train_clean" "$O/target_train_ref"
 n_train=0 n_test=0 file_i=0
 while IFS='|' read -r id subject species contrast pkg file licence split orients; do
   vol=$(volume "$id" "$file" "$pkg")
@@ -97,8 +105,14 @@ PY
         for ((k = 0; k < ${#picks[@]}; k += 8)); do
           sl=$(IFS=,; echo "${picks[*]:k:8}")
           [ -f "$O/target_train/${id}_${o}_$k.h5" ] ||
-            "$A" simulate -i "$vol" --orientation "$o" --slices "$sl" --matrix 128 --accel 4 --center-fraction 0.08 \
+            "$A" simulate -i "$vol" --orientation "$o" --slices "$sl" --matrix "$TRAIN_MATRIX" --accel 4 --center-fraction "$TRAIN_CENTRE" \
               --seed $((1000 + file_i)) -o "$O/target_train/${id}_${o}_$k.h5" > /dev/null
+          # CLEAN_TRAIN=1: the same slices fully sampled (same seed: same phase, coils and noise) and their clean
+          # magnitudes, for the clean-trained comparison and the memorisation measure only (issue 16).
+          [ "${CLEAN_TRAIN:-0}" = 0 ] || [ -f "$O/target_train_ref/${id}_${o}_$k.nii.gz" ] ||
+            "$A" simulate -i "$vol" --orientation "$o" --slices "$sl" --matrix "$TRAIN_MATRIX" --accel 1 \
+              --seed $((1000 + file_i)) -o "$O/target_train_clean/${id}_${o}_$k.h5" \
+              -r "$O/target_train_ref/${id}_${o}_$k.nii.gz" > /dev/null
           file_i=$((file_i + 1)) n_train=$((n_train + $(echo "$sl" | tr ',' '\n' | wc -l)))
         done
       done;;
@@ -123,11 +137,12 @@ PY
       done;;
   esac
 done <<< "$CATALOGUE"
-# Target-val: ch2 axial 70, 86, 102 at R = 4 and 8 (for choosing settings and checkpoints; never the test).
+# Target-val: ch2 axial 70, 86, 102 at R = 4 and 8, at the target-train matrix (for choosing settings and
+# checkpoints; never the test).
 for R in $RS; do
   [ -f "$O/target_val/r$R.h5" ] ||
     "$A" simulate -i "$(volume colin27_1mm /usr/share/mricron/templates/ch2.nii.gz mricron-data)" --orientation axial \
-      --slices 70,86,102 --matrix 128 --accel "$R" --center-fraction 0.08 --seed $((200 + R)) \
+      --slices 70,86,102 --matrix "$TRAIN_MATRIX" --accel "$R" --center-fraction "$TRAIN_CENTRE" --seed $((200 + R)) \
       -o "$O/target_val/r$R.h5" -r "$O/target_val/r${R}_ref.nii.gz" > /dev/null
 done
 echo "data set in $O: $(wc -l < "$O/source.args") source volume-orientations, $n_train target-train slices" \

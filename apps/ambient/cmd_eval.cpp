@@ -1,5 +1,6 @@
-// ambient eval: fastMRI metrics of reconstructions against a reference, and the memorisation measure of generated
-// samples against training images (nearest-neighbour normalised cross-correlation), printed and as JSON.
+// ambient eval: fastMRI metrics of reconstructions against a reference, and the measures of generated samples
+// (sample_measures.hpp: nearest training image in pixels and in a fixed network's features, kernel and Fréchet
+// distances to real images), printed and as JSON.
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
@@ -7,6 +8,8 @@
 #include <sstream>
 
 #include "ambient/core/error.hpp"
+#include "ambient/diffusion/checkpoint.hpp"
+#include "ambient/diffusion/sample_measures.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/metrics.hpp"
 #include "cli.hpp"
@@ -14,12 +17,12 @@
 namespace ambient::app {
 namespace {
 
-torch::Tensor load_stack(const std::vector<std::string>& files) {
+torch::Tensor load_stack(const std::vector<std::string>& files, const char* what) {
   std::vector<torch::Tensor> parts;
   for (const auto& f : files) parts.push_back(mri::read_nifti(f).data);
   for (const auto& p : parts)
-    AMBIENT_CHECK(p.size(1) == parts[0].size(1) && p.size(2) == parts[0].size(2), "eval: training volumes differ in "
-                  "image size; give volumes of one matrix");
+    AMBIENT_CHECK(p.size(1) == parts[0].size(1) && p.size(2) == parts[0].size(2), "eval: ", what, " volumes differ "
+                  "in image size; give volumes of one matrix");
   return torch::cat(parts, 0);
 }
 
@@ -31,6 +34,25 @@ std::string quantiles_json(const torch::Tensor& v) {
      << ", \"p75\": " << q(0.75) << ", \"p95\": " << q(0.95) << ", \"max\": " << q(1) << ", \"mean\": "
      << v.to(torch::kDouble).mean().item<double>() << "}";
   return os.str();
+}
+
+std::string values_json(const torch::Tensor& v) {
+  std::ostringstream os;
+  os << std::setprecision(6) << "[";
+  auto d = v.to(torch::kDouble);
+  for (int64_t i = 0; i < d.numel(); ++i) os << (i ? ", " : "") << d[i].item<double>();
+  os << "]";
+  return os.str();
+}
+
+// The similarity figures of one measure (pixels or features), printed and added to the JSON under `key`.
+void report_nearest(const char* what, const std::string& key, const mri::NearestNeighbours& nn, JsonObject& out) {
+  const std::string q = quantiles_json(nn.similarity);
+  const double above_90 = diffusion::fraction_above(nn.similarity, 0.9);
+  const double above_95 = diffusion::fraction_above(nn.similarity, 0.95);
+  std::cout << what << ": " << q << "; above 0.9: " << above_90 << ", above 0.95: " << above_95 << "\n";
+  out.add_raw("nearest_" + key, q).add(key + "_above_0.9", above_90).add(key + "_above_0.95", above_95);
+  out.add_raw("nearest_" + key + "_all", values_json(nn.similarity));
 }
 
 // A reliability diagram as a PNG: the calibration bins (mean std, RMS error) as squares on a white-on-black
@@ -69,14 +91,29 @@ torch::Tensor load_recon(const std::string& path) {
 
 int run_eval(const std::vector<std::string>& args) {
   po::options_description opts("eval options");
-  std::string reference, samples, json, std_map, reliability_png;
+  std::string reference, samples, json, std_map, reliability_png, feature_model, pairs_png;
   double object_fraction = mri::kObjectFraction;
-  std::vector<std::string> recons, training;
+  std::vector<std::string> recons, training, quality_reference;
+  diffusion::FeatureConfig features;
+  int64_t pairs = 8;
+  bool no_flips = false;
   opts.add_options()
       ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz, or BART image .cfl) to score against --reference")
       ("reference", po::value(&reference), "fully sampled reference volume (.nii.gz)")
       ("samples", po::value(&samples), "generated samples (.nii.gz stack, e.g. from ambient sample --nifti)")
-      ("training", po::value(&training)->multitoken(), "training images (.nii.gz stacks) for the memorisation measure")
+      ("training", po::value(&training)->multitoken(), "training images (.nii.gz stacks) for the memorisation measure: "
+       "each sample's nearest one (and its flips) by normalised cross-correlation")
+      ("no-flips", po::bool_switch(&no_flips), "--training: compare with the training images only, not their flips")
+      ("features", po::value(&feature_model), "an EDM UNet checkpoint whose encoder describes images "
+       "(docs/objectives.md, \"Measuring samples\": data/models/foundation_gpu.pt): adds the nearest training "
+       "image by feature similarity")
+      ("feature-sigma", po::value(&features.sigma)->default_value(features.sigma),
+       "--features: the noise level the network is told")
+      ("quality-reference", po::value(&quality_reference)->multitoken(), "--features: real images (.nii.gz) to "
+       "measure the samples' distribution against (kernel and Fréchet distances; the training images' distances to "
+       "them are given too)")
+      ("pairs-png", po::value(&pairs_png), "draw the samples closest to a training image (by NCC) beside it here")
+      ("pairs", po::value(&pairs)->default_value(pairs), "--pairs-png: how many pairs")
       ("std", po::value(&std_map), "calibration of an uncertainty map (recon --std) of the one reconstruction: the "
        "fraction of object pixels whose error is within 1, 2, 3 std, the std-error correlation, the factor that "
        "makes the 2-std band cover 95%")
@@ -88,7 +125,7 @@ int run_eval(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("recon", -1);
   po::variables_map vm;
-  if (!parse("eval", "--reference ref.nii.gz RECON.nii.gz... | --samples s.nii.gz --training t.nii.gz...", opts, pos,
+  if (!parse("eval", "--reference ref.nii.gz RECON.nii.gz... | --samples s.nii.gz --training t.nii.gz... [--features m.pt]", opts, pos,
              args, vm))
     return 0;
   const bool metrics = !reference.empty() || !recons.empty();
@@ -97,6 +134,12 @@ int run_eval(const std::vector<std::string>& args) {
   AMBIENT_CHECK(!metrics || (!reference.empty() && !recons.empty()), "eval: metrics need --reference and at least one "
                 "reconstruction");
   AMBIENT_CHECK(!memo || (!samples.empty() && !training.empty()), "eval: memorisation needs --samples and --training");
+  AMBIENT_CHECK(memo || (feature_model.empty() && quality_reference.empty() && pairs_png.empty()),
+                "eval: --features, --quality-reference and --pairs-png measure samples: give --samples and --training");
+  AMBIENT_CHECK(quality_reference.empty() || !feature_model.empty(), "eval --quality-reference needs --features "
+                "(the distances are between feature distributions)");
+  AMBIENT_CHECK(pairs >= 1, "eval --pairs: expected at least 1, got ", pairs);
+  if (!pairs_png.empty()) ambient::require_output_folder(pairs_png, "eval --pairs-png");
   AMBIENT_CHECK(std_map.empty() || (metrics && recons.size() == 1), "eval --std: give --reference and exactly one "
                 "reconstruction, the one the std map belongs to");
   AMBIENT_CHECK(reliability_png.empty() || !std_map.empty(), "eval --reliability-png needs --std");
@@ -143,17 +186,35 @@ int run_eval(const std::vector<std::string>& args) {
   }
   if (memo) {
     const auto s = mri::read_nifti(samples).data;
-    const auto t = load_stack(training);
-    const auto nn = mri::nearest_neighbours(s, t);
-    const std::string q = quantiles_json(nn.ncc);
-    std::cout << "memorisation: nearest-training-image NCC of " << s.size(0) << " samples against " << t.size(0)
-              << " training images: " << q << "\n";
-    std::ostringstream all;
-    all << "[";
-    for (int64_t i = 0; i < nn.ncc.numel(); ++i)
-      all << (i ? ", " : "") << std::setprecision(6) << nn.ncc[i].item<double>();
-    all << "]";
-    out.add("samples", samples).add_raw("nearest_ncc", q).add_raw("nearest_ncc_all", all.str());
+    const auto t = load_stack(training, "training");
+    diffusion::SampleMeasureConfig mc;
+    mc.flips = !no_flips;
+    mc.features = features;
+    if (!feature_model.empty()) mc.feature_model = diffusion::load_denoiser(feature_model);
+    if (!quality_reference.empty()) mc.quality_reference = load_stack(quality_reference, "quality reference");
+    const auto m = diffusion::measure_samples(s, t, mc);
+    std::cout << std::setprecision(4) << "samples: " << s.size(0) << " against " << t.size(0) << " training images"
+              << (mc.flips ? " and their flips" : "") << "\n";
+    out.add("samples", samples).add("sample_count", static_cast<double>(s.size(0)));
+    out.add("training_count", static_cast<double>(t.size(0))).add("flips", mc.flips ? "yes" : "no");
+    report_nearest("memorisation, nearest-training-image NCC", "ncc", m.pixels, out);
+    if (m.has_features) {
+      report_nearest("memorisation, nearest-training-image feature cosine", "feature", m.features, out);
+      out.add("features", feature_model).add("feature_sigma", features.sigma);
+    }
+    if (m.has_quality) {
+      std::cout << "distance to " << mc.quality_reference.size(0) << " real images: kernel (KID) "
+                << m.kernel_distance << ", Fréchet " << m.frechet_distance << "; the training images' own: "
+                << m.reference_kernel_distance << ", " << m.reference_frechet_distance << "\n";
+      out.add("quality_reference_count", static_cast<double>(mc.quality_reference.size(0)));
+      out.add("kid", m.kernel_distance).add("fd", m.frechet_distance);
+      out.add("training_kid", m.reference_kernel_distance).add("training_fd", m.reference_frechet_distance);
+    }
+    if (!pairs_png.empty()) {
+      const auto compared = diffusion::measure_training_set(t, mc.flips);
+      mri::write_png(pairs_png, diffusion::closest_pairs(s, compared, m.pixels, pairs), 0.0, 1.0);
+      std::cout << "wrote " << pairs_png << "\n";
+    }
   }
   if (!json.empty()) write_text(json, out.str() + "\n");
   return 0;

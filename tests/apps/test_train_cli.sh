@@ -125,6 +125,14 @@ grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models
 "$AMBIENT" sample --model straight.pt -n 4 --size 64 --steps 4 -o g64.png --nifti s64.nii.gz > /dev/null 2>&1
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --json memo.json > memo.log 2>&1 \
   && grep -q '"nearest_ncc"' memo.json && ok "eval memorisation" || { bad "eval memorisation"; cat memo.log; }
+"$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --features straight.pt --quality-reference ref.nii.gz \
+  --pairs-png pairs.png --pairs 2 --json memo2.json > memo2.log 2>&1 \
+  && grep -q '"feature_above_0.9"' memo2.json && grep -q '"kid"' memo2.json && grep -q '"training_fd"' memo2.json \
+  && grep -q '"ncc_above_0.95"' memo2.json && [ -s pairs.png ] && ok "eval sample measures: features, KID/FD, pairs" \
+  || { bad "eval sample measures"; cat memo2.log; }
+"$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --quality-reference ref.nii.gz > e12.log 2>&1 \
+  && bad "--quality-reference without --features accepted" || { grep -q "needs --features" e12.log \
+  && ok "--quality-reference needs --features" || bad "--quality-reference message"; }
 "$AMBIENT" eval --samples samples.nii.gz --training ref.nii.gz > e5.log 2>&1 \
   && bad "size mismatch accepted" || { grep -q "one size" e5.log && ok "eval size mismatch" || bad "eval size mismatch message"; }
 "$AMBIENT" recon scans.h5 --method posterior -o never.nii.gz > e0.log 2>&1 \

@@ -192,7 +192,8 @@ UNetImpl::UNetImpl(UNetConfig config) : config_(std::move(config)) {
   conv_out->weight.mul_(0.2);
 }
 
-torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& c_noise) {
+torch::Tensor UNetImpl::encode(const torch::Tensor& x_in, const torch::Tensor& c_noise, torch::Tensor& emb,
+                              std::vector<torch::Tensor>& skips, std::vector<torch::Tensor>* levels) {
   const auto& c = config_;
   AMBIENT_CHECK(x_in.dim() == 4 && x_in.size(1) == c.image_channels + c.cond_channels, "network input: expected [B, ",
                 c.image_channels + c.cond_channels, ", H, W], got ", ambient::shape_string(x_in.sizes().vec()));
@@ -201,8 +202,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   const int64_t ph = (m - h % m) % m, pw = (m - w % m) % m;
   auto x = (ph || pw) ? torch::constant_pad_nd(x_in, {0, pw, 0, ph}) : x_in;
 
-  auto emb = torch::silu(map1->forward(torch::silu(map0->forward(positional_embedding(c_noise, c.base_channels)))));
-  std::vector<torch::Tensor> skips;
+  emb = torch::silu(map1->forward(torch::silu(map0->forward(positional_embedding(c_noise, c.base_channels)))));
   auto t = conv_in->forward(x);
   skips.push_back(t);
   size_t block = 0, down = 0;
@@ -212,14 +212,21 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
       if (enc_attn_[block]) t = enc_attn_[block]->forward(t);
       skips.push_back(t);
     }
+    if (levels) levels->push_back(t);
     if (l + 1 < c.levels()) {
       t = downs[down++]->as<torch::nn::Conv2d>()->forward(t);
       skips.push_back(t);
     }
   }
-  t = mid1->forward(mid_attn->forward(mid0->forward(t, emb)), emb);
-  block = 0;
-  size_t up = 0;
+  return mid1->forward(mid_attn->forward(mid0->forward(t, emb)), emb);
+}
+
+torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& c_noise) {
+  const auto& c = config_;
+  torch::Tensor emb;
+  std::vector<torch::Tensor> skips;
+  auto t = encode(x_in, c_noise, emb, skips, nullptr);
+  size_t block = 0, up = 0;
   for (int64_t l = c.levels() - 1; l >= 0; --l) {
     for (int64_t b = 0; b <= c.blocks_per_level; ++b, ++block) {
       t = dec_blocks[block]->as<ResBlock>()->forward(torch::cat({t, skips.back()}, 1), emb);
@@ -232,7 +239,18 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
     }
   }
   t = conv_out->forward(torch::silu(norm_fp32(norm_out, t)));
-  return (ph || pw) ? t.narrow(2, 0, h).narrow(3, 0, w) : t;
+  const int64_t h = x_in.size(2), w = x_in.size(3);
+  return t.size(2) != h || t.size(3) != w ? t.narrow(2, 0, h).narrow(3, 0, w) : t;
+}
+
+torch::Tensor UNetImpl::features(const torch::Tensor& x, const torch::Tensor& c_noise) {
+  torch::Tensor emb;
+  std::vector<torch::Tensor> skips, levels;
+  auto middle = encode(x, c_noise, emb, skips, &levels);
+  levels.push_back(middle);
+  std::vector<torch::Tensor> means;
+  for (const auto& t : levels) means.push_back(t.to(torch::kFloat).mean({2, 3}));
+  return torch::cat(means, 1);
 }
 
 void UNetImpl::widen_input(int64_t extra) {

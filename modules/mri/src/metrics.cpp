@@ -1,6 +1,8 @@
 // NMSE, PSNR and SSIM exactly as fastMRI computes them, in double precision.
 #include "ambient/mri/metrics.hpp"
 
+#include <torch/linalg.h>
+
 #include <cmath>
 
 #include "ambient/core/error.hpp"
@@ -60,18 +62,83 @@ double ssim(const torch::Tensor& gt_in, const torch::Tensor& x_in) {
 
 Metrics evaluate(const torch::Tensor& gt, const torch::Tensor& x) { return {nmse(gt, x), psnr(gt, x), ssim(gt, x)}; }
 
+namespace {
+
+torch::Tensor feature_rows(const torch::Tensor& t, const char* what) {
+  AMBIENT_CHECK(t.dim() == 2 && t.size(0) >= 1 && !t.is_complex(), what, ": expected real features [n, d], got ",
+                shape_string(t.sizes().vec()));
+  auto f = t.to(torch::kDouble);
+  AMBIENT_CHECK(torch::isfinite(f).all().item<bool>(), what, ": the features hold NaN or infinite values");
+  return f;
+}
+
+void check_widths(const torch::Tensor& a, const torch::Tensor& b, const char* what) {
+  AMBIENT_CHECK(a.size(1) == b.size(1), what, ": the feature sets differ in width (", a.size(1), " and ", b.size(1),
+                "); compute both with one feature network");
+}
+
+// The principal square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0).
+torch::Tensor psd_sqrt(const torch::Tensor& m) {
+  auto [values, vectors] = torch::linalg::eigh((m + m.t()) / 2, "L");
+  return vectors.matmul(torch::diag(values.clamp_min(0).sqrt())).matmul(vectors.t());
+}
+
+torch::Tensor covariance(const torch::Tensor& f) {
+  auto c = f - f.mean(0, true);
+  return c.t().matmul(c) / std::max<int64_t>(1, f.size(0) - 1);
+}
+
+}  // namespace
+
+NearestNeighbours nearest_cosine(const torch::Tensor& a_in, const torch::Tensor& b_in, const torch::Tensor& origin) {
+  auto a = feature_rows(a_in, "nearest"), b = feature_rows(b_in, "nearest");
+  check_widths(a, b, "nearest");
+  if (origin.defined()) {
+    AMBIENT_CHECK(origin.numel() == a.size(1), "nearest: the origin has ", origin.numel(), " values for features of ",
+                  a.size(1));
+    auto o = origin.to(torch::kDouble).reshape({1, -1});
+    a = a - o;
+    b = b - o;
+  }
+  auto unit = [](const torch::Tensor& t) { return t / t.norm(2, 1, true).clamp_min(1e-12); };
+  auto best = unit(a).matmul(unit(b).t()).max(1);  // [n, m] -> each row's best
+  return {std::get<0>(best), std::get<1>(best)};
+}
+
 NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training) {
   auto a = as_volume(samples, "samples"), b = as_volume(training, "training images");
   AMBIENT_CHECK(a.size(1) == b.size(1) && a.size(2) == b.size(2), "memorisation: samples are ", a.size(1), "x",
                 a.size(2), ", training images ", b.size(1), "x", b.size(2), "; compare images of one size");
-  auto unit = [](torch::Tensor t) {
+  auto centred = [](torch::Tensor t) {  // NCC is the cosine of the mean-free images
     t = t.flatten(1);
-    t = t - t.mean(1, true);
-    return t / t.norm(2, 1, true).clamp_min(1e-12);
+    return t - t.mean(1, true);
   };
-  auto ncc = unit(a).matmul(unit(b).t());  // [n, m]
-  auto best = ncc.max(1);
-  return {std::get<0>(best), std::get<1>(best)};
+  return nearest_cosine(centred(a), centred(b));
+}
+
+double frechet_distance(const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  auto a = feature_rows(a_in, "Fréchet distance"), b = feature_rows(b_in, "Fréchet distance");
+  check_widths(a, b, "Fréchet distance");
+  AMBIENT_CHECK(a.size(0) >= 2 && b.size(0) >= 2, "Fréchet distance: expected at least 2 rows per set, got ",
+                a.size(0), " and ", b.size(0));
+  auto ca = covariance(a), cb = covariance(b);
+  auto ra = psd_sqrt(ca);
+  auto cross = torch::linalg::eigvalsh(ra.matmul(cb).matmul(ra), "L").clamp_min(0).sqrt().sum();
+  auto mean_term = (a.mean(0) - b.mean(0)).square().sum();
+  return (mean_term + ca.trace() + cb.trace() - 2 * cross).item<double>();
+}
+
+double kernel_distance(const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  auto a = feature_rows(a_in, "kernel distance"), b = feature_rows(b_in, "kernel distance");
+  check_widths(a, b, "kernel distance");
+  const int64_t n = a.size(0), m = b.size(0);
+  AMBIENT_CHECK(n >= 2 && m >= 2, "kernel distance: expected at least 2 rows per set, got ", n, " and ", m);
+  const double d = static_cast<double>(a.size(1));
+  auto k = [&](const torch::Tensor& x, const torch::Tensor& y) { return (x.matmul(y.t()) / d + 1).pow(3); };
+  auto kaa = k(a, a), kbb = k(b, b);
+  const double within_a = (kaa.sum() - kaa.diagonal().sum()).item<double>() / (n * (n - 1.0));
+  const double within_b = (kbb.sum() - kbb.diagonal().sum()).item<double>() / (m * (m - 1.0));
+  return within_a + within_b - 2 * k(a, b).mean().item<double>();
 }
 
 Calibration calibration(const torch::Tensor& gt_in, const torch::Tensor& x_in, const torch::Tensor& std_in,

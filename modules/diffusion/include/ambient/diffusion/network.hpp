@@ -56,8 +56,16 @@ struct UNetImpl : torch::nn::Module {
   /// function as before whatever those channels hold (used to give a foundation model a mask input).
   void widen_input(int64_t extra);
   const UNetConfig& config() const { return config_; }
+  /// What the encoder makes of x: the channel means of each level's last activation and of the middle block, [B, D]
+  /// float (D = base channels × (sum of the multipliers + the last one)). A fixed description of an image for the
+  /// sample measures of features.hpp; x and c_noise as for forward.
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& c_noise);
 
  private:
+  /// The encoder and the middle block on x (padded to the stride): returns the middle output; fills the time
+  /// embedding, the skips for the decoder and, when given, each level's last activation.
+  torch::Tensor encode(const torch::Tensor& x, const torch::Tensor& c_noise, torch::Tensor& emb,
+                       std::vector<torch::Tensor>& skips, std::vector<torch::Tensor>* levels);
   UNetConfig config_;
   torch::nn::Linear map0{nullptr}, map1{nullptr};
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};

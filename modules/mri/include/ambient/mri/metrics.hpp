@@ -19,13 +19,26 @@ struct Metrics {
 /// All three; inputs of shape [slice, h, w] or [h, w], real or complex (magnitude is taken).
 Metrics evaluate(const torch::Tensor& gt, const torch::Tensor& x);
 
+/// Each row's most similar row of another set, and which one.
+struct NearestNeighbours {
+  torch::Tensor similarity;  ///< [n] double: the highest similarity of each row
+  torch::Tensor index;       ///< [n] int64: which row of the other set reached it
+};
+/// Cosine similarity of each row of `a` [n, d] with its nearest row of `b` [m, d], both taken relative to `origin`
+/// [d] when it is given (features relative to the training set's mean tell images apart better than raw ones).
+NearestNeighbours nearest_cosine(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& origin = {});
 /// Memorisation measure: for each image of `samples` [n, h, w], the normalised cross-correlation
 /// (a − ā)·(b − b̄) / (||a − ā|| ||b − b̄||) with its nearest image of `training` [m, h, w] (magnitudes).
-struct NearestNeighbours {
-  torch::Tensor ncc;    ///< [n] double: the highest NCC of each sample
-  torch::Tensor index;  ///< [n] int64: which training image reached it
-};
 NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training);
+
+/// The Fréchet distance of Gaussians fitted to feature sets a [n, d] and b [m, d] (FID's formula, Heusel et al.
+/// 2017): ||μa − μb||² + tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½), in float64. It is biased upwards at small n: compare
+/// sets of equal sizes only.
+double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
+/// The kernel distance (KID, Bińkowski et al. 2018): the unbiased estimate of the squared MMD between the feature
+/// sets' distributions with the kernel k(x, y) = (x·y / d + 1)³. Its expectation is 0 for two sets from one
+/// distribution at any sizes ≥ 2, so it suits the tens of samples a CPU draws; it can come out slightly negative.
+double kernel_distance(const torch::Tensor& a, const torch::Tensor& b);
 
 /// The object of a reference image: its pixels above this fraction of the volume's maximum magnitude.
 constexpr double kObjectFraction = 0.1;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Memorisation and sample quality (issue 16, docs/objectives.md "Measuring samples"): an ambient-trained, a
+# clean-trained and a naive model, each fine-tuned from the same foundation on the SAME small set of target-train
+# slices for the same steps; SAMPLES unconditional samples of each; `ambient eval --samples` against the clean
+# images of those slices (nearest training image in pixels and in the foundation's features, fractions above 0.9
+# and 0.95) and against real slices of held-out subjects (kernel and Fréchet distances), with the closest pairs
+# drawn. The ambient model sees the corrupted scans only; the clean model their fully sampled versions; the naive
+# one their zero-filled images.
+#   bench/memorisation.sh
+#   env: DATASET=out/dataset64 (CLEAN_TRAIN=1 TRAIN_MATRIX=$MATRIX scripts/make_dataset.sh, made if missing)
+#        MATRIX=64  STEPS=2000  BATCH=4  SAMPLES=64  SAMPLER_STEPS=32  SEED=1
+#        FOUNDATION=data/models/foundation_gpu.pt (the feature network too)  OUT=out/memorisation
+#        MODELS="ambient clean naive"   (a model whose OUT/NAME.pt exists is not retrained; training resumes)
+# Output: OUT/memorisation.md (a row per model) and OUT/memorisation.csv, OUT/NAME.eval.json, OUT/NAME_pairs.png
+# (the 8 closest sample / training pairs), OUT/NAME_samples.png (the samples).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$PWD/build/apps/ambient
+MATRIX=${MATRIX:-64}
+D=${DATASET:-out/dataset$MATRIX}
+O=${OUT:-out/memorisation}
+STEPS=${STEPS:-2000} BATCH=${BATCH:-4} SAMPLES=${SAMPLES:-64} SAMPLER_STEPS=${SAMPLER_STEPS:-32} SEED=${SEED:-1}
+FOUNDATION=${FOUNDATION:-data/models/foundation_gpu.pt}
+MODELS=${MODELS:-ambient clean naive}
+[ -x "$A" ] || { echo "memorisation: $A is missing: build first (scripts/setup.sh)" >&2; exit 1; }
+[ -f "$FOUNDATION" ] || { echo "memorisation: foundation $FOUNDATION not found" >&2; exit 1; }
+if [ ! -d "$D/target_train_ref" ]; then
+  echo "making the data set in $D (CLEAN_TRAIN=1 TRAIN_MATRIX=$MATRIX MATRICES=$MATRIX)..."
+  CLEAN_TRAIN=1 TRAIN_MATRIX=$MATRIX MATRICES=$MATRIX RS=4 scripts/make_dataset.sh "$D" > /dev/null
+fi
+mkdir -p "$O"
+refs=("$D"/target_train_ref/*.nii.gz)
+quality=("$D"/target_test/*_"$MATRIX"/r4_ref.nii.gz)
+[ -e "${refs[0]}" ] && [ -e "${quality[0]}" ] || { echo "memorisation: $D lacks target_train_ref or target-test sets at $MATRIX" >&2; exit 1; }
+common=(--init "$FOUNDATION" --steps "$STEPS" --batch "$BATCH" --seed "$SEED" --checkpoint-every 250)
+for m in $MODELS; do
+  [ -f "$O/$m.pt" ] && continue
+  resume=(); [ -f "$O/$m.ckpt.pt" ] && resume=(--resume)
+  case $m in
+    ambient) cmd=(finetune --data "$D/target_train" --corruption fourier --further-accel 5);;
+    clean) cmd=(pretrain --data "$D/target_train_clean");;
+    naive) cmd=(finetune --data "$D/target_train" --objective naive);;
+    *) echo "memorisation: unknown model $m (ambient, clean, naive)" >&2; exit 2;;
+  esac
+  echo "training $m: ambient ${cmd[*]} ${common[*]}"
+  "$A" "${cmd[@]}" "${common[@]}" "${resume[@]}" --out "$O/$m.ckpt.pt" > "$O/$m.train.log" 2>&1 \
+    || { tail -5 "$O/$m.train.log" >&2; exit 1; }
+  "$A" export "$O/$m.ckpt.pt" -o "$O/$m.pt" > /dev/null
+done
+csv=$O/memorisation.csv
+echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_median,feature_above_0.9,feature_above_0.95,kid,fd,training_kid,training_fd" > "$csv"
+num() { sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
+sub() { sed -n "s/.*\"$2\": {[^}]*\"$3\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
+for m in $MODELS; do
+  further=(); [ "$m" = ambient ] && further=(--further-accel 5)  # the ambient sampler: the network sees Ã x, as in training
+  [ -f "$O/${m}_samples.nii.gz" ] ||
+    "$A" sample --model "$O/$m.pt" "${further[@]}" -n "$SAMPLES" --size "$MATRIX" --steps "$SAMPLER_STEPS" --seed "$SEED" \
+      -o "$O/${m}_samples.png" --nifti "$O/${m}_samples.nii.gz" > "$O/$m.sample.log" 2>&1 \
+      || { tail -3 "$O/$m.sample.log" >&2; exit 1; }
+  "$A" eval --samples "$O/${m}_samples.nii.gz" --training "${refs[@]}" --features "$FOUNDATION" \
+    --quality-reference "${quality[@]}" --pairs-png "$O/${m}_pairs.png" --json "$O/$m.eval.json" > "$O/$m.eval.log" 2>&1 \
+    || { tail -3 "$O/$m.eval.log" >&2; exit 1; }
+  j=$O/$m.eval.json
+  echo "$m,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature median),$(num "$j" feature_above_0.9),$(num "$j" feature_above_0.95),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd)" >> "$csv"
+done
+{
+  echo "$SAMPLES samples per model at ${MATRIX}², $SAMPLER_STEPS steps; $(ls "${refs[@]}" | wc -l) training volumes; models fine-tuned from $(basename "$FOUNDATION") for $STEPS steps of $BATCH."
+  echo
+  echo "| model | NCC median / max | NCC > 0.9 | NCC > 0.95 | feature cos median | feature > 0.9 | feature > 0.95 | KID | FD | training images' KID / FD |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$csv" | awk -F, '{ printf "| %s | %.3f / %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.4f | %.2f | %.4f / %.2f |\n", $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
+} > "$O/memorisation.md"
+cat "$O/memorisation.md"

@@ -1,0 +1,52 @@
+// Measures of generated samples (issue 16): how close each sample comes to a training image (memorisation), in
+// pixels (normalised cross-correlation) and in a fixed network's features, and how far the samples' distribution is
+// from real images' (kernel and Fréchet distances of those features). `ambient eval --samples` prints them.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/types.h>
+
+#include "ambient/diffusion/edm.hpp"
+#include "ambient/diffusion/features.hpp"
+#include "ambient/mri/metrics.hpp"
+
+namespace ambient::diffusion {
+
+struct SampleMeasureConfig {
+  bool flips = true;               ///< also compare with the training images' flips (training augments with them)
+  ModelPtr feature_model;          ///< the fixed feature network (features.hpp); none: pixels only
+  FeatureConfig features;
+  torch::Tensor quality_reference;  ///< real magnitude images [r, h, w] for the kernel and Fréchet distances
+};
+
+struct SampleMeasures {
+  mri::NearestNeighbours pixels;    ///< NCC with the nearest training image; index into measure_training_set()
+  mri::NearestNeighbours features;  ///< cosine of features relative to the training features' mean (if a network)
+  double kernel_distance = 0;       ///< samples against quality_reference (if both a network and a reference)
+  double frechet_distance = 0;
+  double reference_kernel_distance = 0;  ///< training images against quality_reference: what real images score
+  double reference_frechet_distance = 0;
+  bool has_features = false, has_quality = false;
+};
+
+/// The images samples are compared with: `training` [m, h, w], then, with flips, its horizontal, vertical and
+/// double flips (centred_flip, as the loader flips): [m or 4m, h, w]. Index i is training image i mod m.
+torch::Tensor measure_training_set(const torch::Tensor& training, bool flips);
+
+/// All measures of `samples` [n, h, w] (magnitudes) against `training` [m, h, w]. The reference distances compare
+/// the training images themselves with the quality reference, a floor for the samples' (equal sizes make them
+/// comparable: the Fréchet distance is biased by the number of images).
+SampleMeasures measure_samples(const torch::Tensor& samples, const torch::Tensor& training,
+                               const SampleMeasureConfig& config);
+
+/// The fraction of values above `threshold`.
+double fraction_above(const torch::Tensor& values, double threshold);
+
+/// A picture of the `count` samples most similar to a training image (by `nearest`), most similar first: one row
+/// per pair, the sample left and its nearest training image (as matched, flipped or not) right, each scaled to its
+/// own 99.5th percentile; values in [0, 1].
+torch::Tensor closest_pairs(const torch::Tensor& samples, const torch::Tensor& compared,
+                            const mri::NearestNeighbours& nearest, int64_t count);
+
+}  // namespace ambient::diffusion

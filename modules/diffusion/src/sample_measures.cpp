@@ -1,0 +1,84 @@
+#include "ambient/diffusion/sample_measures.hpp"
+
+#include <algorithm>
+
+#include "ambient/core/error.hpp"
+#include "ambient/diffusion/batch.hpp"
+
+namespace ambient::diffusion {
+namespace {
+
+torch::Tensor magnitudes(const torch::Tensor& t, const char* what) {
+  auto m = t.dim() == 2 ? t.unsqueeze(0) : t;
+  AMBIENT_CHECK(m.dim() == 3 && m.size(0) >= 1, "sample measures: expected ", what, " [n, h, w], got ",
+                shape_string(t.sizes().vec()));
+  return (m.is_complex() ? m.abs() : m).to(torch::kFloat);
+}
+
+torch::Tensor to_unit_range(const torch::Tensor& image) {
+  const double hi = std::max(1e-12, image.flatten().quantile(0.995).item<double>());
+  return (image / hi).clamp(0, 1);
+}
+
+}  // namespace
+
+torch::Tensor measure_training_set(const torch::Tensor& training, bool flips) {
+  auto t = magnitudes(training, "training images");
+  if (!flips) return t;
+  auto h = centred_flip(t, 2), v = centred_flip(t, 1);
+  return torch::cat({t, h, v, centred_flip(h, 1)});
+}
+
+SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Tensor& training_in,
+                               const SampleMeasureConfig& c) {
+  const auto samples = magnitudes(samples_in, "samples"), training = magnitudes(training_in, "training images");
+  AMBIENT_CHECK(samples.size(1) == training.size(1) && samples.size(2) == training.size(2),
+                "sample measures: samples are ", samples.size(1), "x", samples.size(2), ", training images ",
+                training.size(1), "x", training.size(2), "; compare images of one size");
+  const auto compared = measure_training_set(training, c.flips);
+  SampleMeasures m;
+  m.pixels = mri::nearest_neighbours(samples, compared);
+  if (!c.feature_model) {
+    AMBIENT_CHECK(!c.quality_reference.defined(), "sample measures: the kernel and Fréchet distances need a feature "
+                  "network");
+    return m;
+  }
+  const auto fs = image_features(c.feature_model, samples, c.features);
+  const auto fc = image_features(c.feature_model, compared, c.features);
+  m.features = mri::nearest_cosine(fs, fc, fc.mean(0));
+  m.has_features = true;
+  if (c.quality_reference.defined()) {
+    const auto fr = image_features(c.feature_model, magnitudes(c.quality_reference, "quality reference"), c.features);
+    const auto ft = fc.narrow(0, 0, training.size(0));  // the training images as they are
+    m.kernel_distance = mri::kernel_distance(fs, fr);
+    m.frechet_distance = mri::frechet_distance(fs, fr);
+    m.reference_kernel_distance = mri::kernel_distance(ft, fr);
+    m.reference_frechet_distance = mri::frechet_distance(ft, fr);
+    m.has_quality = true;
+  }
+  return m;
+}
+
+double fraction_above(const torch::Tensor& values, double threshold) {
+  AMBIENT_CHECK(values.numel() > 0, "fraction above: no values");
+  return (values > threshold).to(torch::kDouble).mean().item<double>();
+}
+
+torch::Tensor closest_pairs(const torch::Tensor& samples_in, const torch::Tensor& compared_in,
+                            const mri::NearestNeighbours& nearest, int64_t count) {
+  const auto samples = magnitudes(samples_in, "samples"), compared = magnitudes(compared_in, "training images");
+  AMBIENT_CHECK(nearest.similarity.numel() == samples.size(0) && nearest.index.numel() == samples.size(0),
+                "closest pairs: expected one nearest neighbour per sample");
+  AMBIENT_CHECK(count >= 1, "closest pairs: expected a count >= 1, got ", count);
+  const int64_t rows = std::min(count, samples.size(0)), h = samples.size(1), w = samples.size(2);
+  const auto order = std::get<1>(nearest.similarity.sort(0, /*descending=*/true));
+  auto grid = torch::zeros({rows * (h + 2), 2 * (w + 2)});
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = order[r].item<int64_t>(), j = nearest.index[i].item<int64_t>();
+    grid.narrow(0, r * (h + 2), h).narrow(1, 0, w).copy_(to_unit_range(samples[i]));
+    grid.narrow(0, r * (h + 2), h).narrow(1, w + 2, w).copy_(to_unit_range(compared[j]));
+  }
+  return grid;
+}
+
+}  // namespace ambient::diffusion

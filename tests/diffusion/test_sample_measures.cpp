@@ -1,0 +1,91 @@
+// Measures of generated samples (sample_measures.hpp): the feature network, the nearest training image with flips,
+// the kernel and Fréchet distances of features, and the picture of the closest pairs.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "ambient/core/error.hpp"
+#include "ambient/diffusion/batch.hpp"
+#include "ambient/diffusion/features.hpp"
+#include "ambient/diffusion/network.hpp"
+#include "ambient/diffusion/sample_measures.hpp"
+
+using namespace ambient;
+using namespace ambient::diffusion;
+
+namespace {
+
+ModelPtr feature_network(int64_t cond = 0) {
+  UNetConfig c;
+  c.base_channels = 8;
+  c.channel_mult = {1, 2};
+  c.blocks_per_level = 1;
+  c.attention_levels = {};
+  c.cond_channels = cond;
+  auto model = std::make_shared<EdmDenoiserImpl>(c, EdmConfig{});
+  torch::manual_seed(21);
+  torch::NoGradGuard g;
+  for (auto& p : model->parameters()) p.add_(0.1 * torch::randn_like(p));
+  return model;
+}
+
+// Smooth positive images [n, 24, 24], each a different blob arrangement.
+torch::Tensor blobs(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto low = torch::rand({n, 1, 6, 6}, gen);
+  return torch::upsample_bilinear2d(low, std::vector<int64_t>{24, 24}, false).squeeze(1);
+}
+
+}  // namespace
+
+TEST(Features, DescribeEachImageAtAnyScaleWithTheEncodersChannels) {
+  auto model = feature_network();
+  auto images = blobs(5, 1);
+  auto f = image_features(model, images, FeatureConfig{0.05, 2});  // three calls of at most 2 images
+  // D = base × (1 + 2) for the levels, + base × 2 for the middle block.
+  ASSERT_EQ(f.sizes(), (std::vector<int64_t>{5, 8 * 3 + 8 * 2}));
+  EXPECT_TRUE(torch::allclose(f, image_features(model, images * 7), 1e-4, 1e-5));  // each image is scaled to itself
+  EXPECT_TRUE(torch::allclose(f[3], image_features(model, images[3]).squeeze(0), 1e-4, 1e-5));
+  EXPECT_FALSE(torch::allclose(f[0], f[1]));
+  // A model with a mask channel is told "nothing removed"; it must run and describe the same image the same way.
+  EXPECT_EQ(image_features(feature_network(1), images).sizes(), f.sizes());
+  EXPECT_THROW(image_features(model, torch::rand({2, 3, 24, 24})), Error);
+  EXPECT_THROW(image_features(model, images, FeatureConfig{0.0, 2}), Error);
+  auto nan = images.clone();
+  nan[0][0][0] = std::nan("");
+  EXPECT_THROW(image_features(model, nan), Error);
+}
+
+TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions) {
+  auto training = blobs(6, 2);
+  auto samples = torch::stack({centred_flip(training[4], 0) * 2.5, blobs(1, 3)[0]});
+  SampleMeasureConfig c;
+  c.feature_model = feature_network();
+  c.quality_reference = blobs(8, 4);
+  auto m = measure_samples(samples, training, c);
+  // Sample 0 is training image 4 flipped up-down (the third block of measure_training_set), brighter.
+  EXPECT_NEAR(m.pixels.similarity[0].item<double>(), 1.0, 1e-6);
+  EXPECT_EQ(m.pixels.index[0].item<int64_t>(), 2 * 6 + 4);
+  EXPECT_LT(m.pixels.similarity[1].item<double>(), 0.999);
+  ASSERT_TRUE(m.has_features && m.has_quality);
+  EXPECT_NEAR(m.features.similarity[0].item<double>(), 1.0, 1e-4);
+  EXPECT_EQ(m.features.index[0].item<int64_t>(), 2 * 6 + 4);
+  EXPECT_TRUE(std::isfinite(m.kernel_distance) && std::isfinite(m.frechet_distance));
+  EXPECT_GE(m.frechet_distance, 0);
+  EXPECT_GE(m.reference_frechet_distance, 0);
+  // Without flips the copy is not found exactly.
+  c.flips = false;
+  EXPECT_LT(measure_samples(samples, training, c).pixels.similarity[0].item<double>(), 0.999);
+  EXPECT_DOUBLE_EQ(fraction_above(m.pixels.similarity, 0.999), 0.5);
+  // Pairs: most similar first, the sample left, its match (as matched) right, each in [0, 1].
+  auto grid = closest_pairs(samples, measure_training_set(training, true), m.pixels, 5);
+  ASSERT_EQ(grid.sizes(), (std::vector<int64_t>{2 * 26, 2 * 26}));
+  EXPECT_TRUE(torch::allclose(grid.narrow(0, 0, 24).narrow(1, 0, 24), grid.narrow(0, 0, 24).narrow(1, 26, 24),
+                              1e-5, 1e-5));
+  EXPECT_LE(grid.max().item<double>(), 1.0);
+  // Bad input: sizes that disagree, a reference without a network.
+  EXPECT_THROW(measure_samples(torch::rand({2, 16, 16}), training, {}), Error);
+  SampleMeasureConfig no_network;
+  no_network.quality_reference = blobs(4, 5);
+  EXPECT_THROW(measure_samples(samples, training, no_network), Error);
+}
