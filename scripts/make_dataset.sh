@@ -110,7 +110,7 @@ PY
           # CLEAN_TRAIN=1: the same slices fully sampled (same seed: same phase, coils and noise) and their clean
           # magnitudes, for the clean-trained comparison and the memorisation measure only (issue 16).
           [ "${CLEAN_TRAIN:-0}" = 0 ] || [ -f "$O/target_train_ref/${id}_${o}_$k.nii.gz" ] ||
-            "$A" simulate -i "$vol" --orientation "$o" --slices "$sl" --matrix "$TRAIN_MATRIX" --accel 1 \
+            "$A" simulate -i "$vol" --orientation "$o" --slices "$sl" --matrix "$TRAIN_MATRIX" --accel 1 --center-fraction "$TRAIN_CENTRE" \
               --seed $((1000 + file_i)) -o "$O/target_train_clean/${id}_${o}_$k.h5" \
               -r "$O/target_train_ref/${id}_${o}_$k.nii.gz" > /dev/null
           file_i=$((file_i + 1)) n_train=$((n_train + $(echo "$sl" | tr ',' '\n' | wc -l)))

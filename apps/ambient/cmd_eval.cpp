@@ -198,8 +198,14 @@ int run_eval(const std::vector<std::string>& args) {
     out.add("samples", samples).add("sample_count", static_cast<double>(s.size(0)));
     out.add("training_count", static_cast<double>(t.size(0))).add("flips", mc.flips ? "yes" : "no");
     report_nearest("memorisation, nearest-training-image NCC", "ncc", m.pixels, out);
+    if (m.training_pixels.similarity.defined())
+      report_nearest("  the training images' own nearest other training image, NCC", "training_ncc", m.training_pixels,
+                     out);
     if (m.has_features) {
       report_nearest("memorisation, nearest-training-image feature cosine", "feature", m.features, out);
+      if (m.training_features.similarity.defined())
+        report_nearest("  the training images' own nearest other training image, feature cosine", "training_feature",
+                       m.training_features, out);
       out.add("features", feature_model).add("feature_sigma", features.sigma);
     }
     if (m.has_quality) {

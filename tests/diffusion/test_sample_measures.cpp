@@ -73,6 +73,13 @@ TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions)
   EXPECT_TRUE(std::isfinite(m.kernel_distance) && std::isfinite(m.frechet_distance));
   EXPECT_GE(m.frechet_distance, 0);
   EXPECT_GE(m.reference_frechet_distance, 0);
+  // Each training image's nearest other image: never itself or its own flips.
+  ASSERT_EQ(m.training_pixels.index.numel(), 6);
+  for (int64_t i = 0; i < 6; ++i) {
+    EXPECT_NE(m.training_pixels.index[i].item<int64_t>() % 6, i);
+    EXPECT_NE(m.training_features.index[i].item<int64_t>() % 6, i);
+    EXPECT_LT(m.training_pixels.similarity[i].item<double>(), 0.999);
+  }
   // Without flips the copy is not found exactly.
   c.flips = false;
   EXPECT_LT(measure_samples(samples, training, c).pixels.similarity[0].item<double>(), 0.999);

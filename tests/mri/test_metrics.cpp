@@ -135,6 +135,13 @@ TEST(FeatureDistances, NearestCosineMeasuresFromTheOrigin) {
   EXPECT_EQ(from.index[1].item<int64_t>(), 0);
   EXPECT_NEAR(from.similarity[1].item<double>(), 1.0, 1e-12);
   EXPECT_THROW(mri::nearest_cosine(a, b, torch::zeros({3})), ambient::Error);
+  // Leaving each row out: b's first rows are a; row i may not match b's rows i, i + 2, ...
+  auto both = torch::cat({a, a * 3});
+  auto out = mri::nearest_cosine(a, both, {}, 2);
+  EXPECT_EQ(out.index[0].item<int64_t>() % 2, 1);
+  EXPECT_EQ(out.index[1].item<int64_t>() % 2, 0);
+  EXPECT_NEAR(out.similarity[0].item<double>(), 1 / std::sqrt(2.0), 1e-12);
+  EXPECT_THROW(mri::nearest_cosine(a, b, {}, 3), ambient::Error);
 }
 
 TEST(Calibration, GaussianErrorsWithTheirTrueStdCoverAsAGaussianDoes) {

@@ -38,20 +38,28 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
   const auto compared = measure_training_set(training, c.flips);
   SampleMeasures m;
   m.pixels = mri::nearest_neighbours(samples, compared);
+  const int64_t n_train = training.size(0);
+  if (n_train > 1) m.training_pixels = mri::nearest_neighbours(training, compared, n_train);
   if (!c.feature_model) {
     AMBIENT_CHECK(!c.quality_reference.defined(), "sample measures: the kernel and Fréchet distances need a feature "
                   "network");
     return m;
   }
-  const auto fs = image_features(c.feature_model, samples, c.features);
-  const auto fc = image_features(c.feature_model, compared, c.features);
-  m.features = mri::nearest_cosine(fs, fc, fc.mean(0));
+  // Standardised by the training images' mean and spread per feature, so that no few large features decide.
+  const auto raw_compared = image_features(c.feature_model, compared, c.features);
+  const auto mean = raw_compared.mean(0), spread = raw_compared.std(0).clamp_min(1e-6);
+  const auto raw_samples = image_features(c.feature_model, samples, c.features);
+  const auto fs = (raw_samples - mean) / spread;
+  const auto fc = (raw_compared - mean) / spread;
+  m.features = mri::nearest_cosine(fs, fc);
+  if (m.training_pixels.similarity.defined())
+    m.training_features = mri::nearest_cosine(fc.narrow(0, 0, n_train), fc, {}, n_train);
   m.has_features = true;
   if (c.quality_reference.defined()) {
     const auto fr = image_features(c.feature_model, magnitudes(c.quality_reference, "quality reference"), c.features);
-    const auto ft = fc.narrow(0, 0, training.size(0));  // the training images as they are
-    m.kernel_distance = mri::kernel_distance(fs, fr);
-    m.frechet_distance = mri::frechet_distance(fs, fr);
+    const auto ft = raw_compared.narrow(0, 0, n_train);  // the training images as they are
+    m.kernel_distance = mri::kernel_distance(raw_samples, fr);
+    m.frechet_distance = mri::frechet_distance(raw_samples, fr);
     m.reference_kernel_distance = mri::kernel_distance(ft, fr);
     m.reference_frechet_distance = mri::frechet_distance(ft, fr);
     m.has_quality = true;

@@ -90,7 +90,8 @@ torch::Tensor covariance(const torch::Tensor& f) {
 
 }  // namespace
 
-NearestNeighbours nearest_cosine(const torch::Tensor& a_in, const torch::Tensor& b_in, const torch::Tensor& origin) {
+NearestNeighbours nearest_cosine(const torch::Tensor& a_in, const torch::Tensor& b_in, const torch::Tensor& origin,
+                                 int64_t leave_out) {
   auto a = feature_rows(a_in, "nearest"), b = feature_rows(b_in, "nearest");
   check_widths(a, b, "nearest");
   if (origin.defined()) {
@@ -101,11 +102,19 @@ NearestNeighbours nearest_cosine(const torch::Tensor& a_in, const torch::Tensor&
     b = b - o;
   }
   auto unit = [](const torch::Tensor& t) { return t / t.norm(2, 1, true).clamp_min(1e-12); };
-  auto best = unit(a).matmul(unit(b).t()).max(1);  // [n, m] -> each row's best
+  auto similarity = unit(a).matmul(unit(b).t());  // [n, m]
+  if (leave_out > 0) {
+    AMBIENT_CHECK(a.size(0) == leave_out && b.size(0) % leave_out == 0 && b.size(0) >= 2, "nearest: leaving "
+                  "each image out needs the ", leave_out, " images as the first rows of blocks of ", leave_out,
+                  " in the other set, got ", a.size(0), " and ", b.size(0), " rows");
+    auto self = torch::arange(b.size(0)).remainder(leave_out).unsqueeze(0) == torch::arange(a.size(0)).unsqueeze(1);
+    similarity = similarity.masked_fill(self, -2);  // below any cosine
+  }
+  auto best = similarity.max(1);  // each row's best
   return {std::get<0>(best), std::get<1>(best)};
 }
 
-NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training) {
+NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training, int64_t leave_out) {
   auto a = as_volume(samples, "samples"), b = as_volume(training, "training images");
   AMBIENT_CHECK(a.size(1) == b.size(1) && a.size(2) == b.size(2), "memorisation: samples are ", a.size(1), "x",
                 a.size(2), ", training images ", b.size(1), "x", b.size(2), "; compare images of one size");
@@ -113,7 +122,7 @@ NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::
     t = t.flatten(1);
     return t - t.mean(1, true);
   };
-  return nearest_cosine(centred(a), centred(b));
+  return nearest_cosine(centred(a), centred(b), {}, leave_out);
 }
 
 double frechet_distance(const torch::Tensor& a_in, const torch::Tensor& b_in) {

@@ -22,7 +22,10 @@ struct SampleMeasureConfig {
 
 struct SampleMeasures {
   mri::NearestNeighbours pixels;    ///< NCC with the nearest training image; index into measure_training_set()
-  mri::NearestNeighbours features;  ///< cosine of features relative to the training features' mean (if a network)
+  mri::NearestNeighbours features;  ///< cosine of standardised features (training mean and spread; if a network)
+  /// The same two for each training image against the other training images (its own flips left out): what real
+  /// neighbouring slices score, the yardstick for the samples' figures.
+  mri::NearestNeighbours training_pixels, training_features;
   double kernel_distance = 0;       ///< samples against quality_reference (if both a network and a reference)
   double frechet_distance = 0;
   double reference_kernel_distance = 0;  ///< training images against quality_reference: what real images score

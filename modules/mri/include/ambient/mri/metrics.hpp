@@ -25,11 +25,15 @@ struct NearestNeighbours {
   torch::Tensor index;       ///< [n] int64: which row of the other set reached it
 };
 /// Cosine similarity of each row of `a` [n, d] with its nearest row of `b` [m, d], both taken relative to `origin`
-/// [d] when it is given (features relative to the training set's mean tell images apart better than raw ones).
-NearestNeighbours nearest_cosine(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& origin = {});
+/// [d] when it is given. With `leave_out` = p > 0, row i of `a` is not compared with the rows j of `b` with
+/// j mod p = i: `a` is the first p rows of `b` (images, then blocks of their flips), and each image's nearest *other*
+/// image is wanted.
+NearestNeighbours nearest_cosine(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& origin = {},
+                                 int64_t leave_out = 0);
 /// Memorisation measure: for each image of `samples` [n, h, w], the normalised cross-correlation
 /// (a − ā)·(b − b̄) / (||a − ā|| ||b − b̄||) with its nearest image of `training` [m, h, w] (magnitudes).
-NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training);
+NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training,
+                                     int64_t leave_out = 0);
 
 /// The Fréchet distance of Gaussians fitted to feature sets a [n, d] and b [m, d] (FID's formula, Heusel et al.
 /// 2017): ||μa − μb||² + tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½), in float64. It is biased upwards at small n: compare
