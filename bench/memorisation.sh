@@ -48,7 +48,7 @@ for m in $MODELS; do
   "$A" export "$O/$m.ckpt.pt" -o "$O/$m.pt" > /dev/null
 done
 csv=$O/memorisation.csv
-echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_median,feature_above_0.9,feature_above_0.95,kid,fd,training_kid,training_fd" > "$csv"
+echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_distance_median,feature_distance_min,feature_distance_below_1,kid,fd,training_kid,training_fd,training_ncc_median" > "$csv"
 num() { sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 sub() { sed -n "s/.*\"$2\": {[^}]*\"$3\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 for m in $MODELS; do
@@ -61,13 +61,15 @@ for m in $MODELS; do
     --quality-reference "${quality[@]}" --pairs-png "$O/${m}_pairs.png" --json "$O/$m.eval.json" > "$O/$m.eval.log" 2>&1 \
     || { tail -3 "$O/$m.eval.log" >&2; exit 1; }
   j=$O/$m.eval.json
-  echo "$m,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature median),$(num "$j" feature_above_0.9),$(num "$j" feature_above_0.95),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd)" >> "$csv"
+  echo "$m,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature_distance median),$(sub "$j" nearest_feature_distance min),$(num "$j" feature_distance_below_1),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd),$(sub "$j" nearest_training_ncc median)" >> "$csv"
 done
 {
   echo "$SAMPLES samples per model at ${MATRIX}², $SAMPLER_STEPS steps; $(ls "${refs[@]}" | wc -l) training volumes; models fine-tuned from $(basename "$FOUNDATION") for $STEPS steps of $BATCH."
   echo
-  echo "| model | NCC median / max | NCC > 0.9 | NCC > 0.95 | feature cos median | feature > 0.9 | feature > 0.95 | KID | FD | training images' KID / FD |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$csv" | awk -F, '{ printf "| %s | %.3f / %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.4f | %.2f | %.4f / %.2f |\n", $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
+  echo "Feature distance: to the nearest training image, in units of the training images' median distance to their nearest other one (below 1: nearer than real neighbouring slices are). The training images' own median NCC with their nearest other one: $(tail -n +2 "$csv" | head -1 | cut -d, -f14)."
+  echo
+  echo "| model | NCC median / max | NCC > 0.9 | NCC > 0.95 | feature distance median / min | feature distance < 1 | KID | FD | training images' KID / FD |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$csv" | awk -F, '{ printf "| %s | %.3f / %.3f | %.3f | %.3f | %.2f / %.2f | %.3f | %.4f | %.2f | %.4f / %.2f |\n", $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
 } > "$O/memorisation.md"
 cat "$O/memorisation.md"

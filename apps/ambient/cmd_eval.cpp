@@ -55,6 +55,16 @@ void report_nearest(const char* what, const std::string& key, const mri::Nearest
   out.add_raw("nearest_" + key + "_all", values_json(nn.similarity));
 }
 
+// Feature distances in units of the training images' median nearest-neighbour distance: below 1 is nearer a
+// training image than training images are to each other.
+void report_feature_distance(const char* what, const std::string& key, const torch::Tensor& d, JsonObject& out) {
+  const std::string q = quantiles_json(d);
+  const double below_1 = 1 - diffusion::fraction_above(d, 1.0), below_half = 1 - diffusion::fraction_above(d, 0.5);
+  std::cout << what << ": " << q << "; below 1: " << below_1 << ", below 0.5: " << below_half << "\n";
+  out.add_raw("nearest_" + key, q).add(key + "_below_1", below_1).add(key + "_below_0.5", below_half);
+  out.add_raw("nearest_" + key + "_all", values_json(d));
+}
+
 // A reliability diagram as a PNG: the calibration bins (mean std, RMS error) as squares on a white-on-black
 // plot with both axes from 0 to the largest value, and the diagonal a calibrated map would follow.
 void write_reliability_png(const std::string& path, const torch::Tensor& bins) {
@@ -202,10 +212,11 @@ int run_eval(const std::vector<std::string>& args) {
       report_nearest("  the training images' own nearest other training image, NCC", "training_ncc", m.training_pixels,
                      out);
     if (m.has_features) {
-      report_nearest("memorisation, nearest-training-image feature cosine", "feature", m.features, out);
-      if (m.training_features.similarity.defined())
-        report_nearest("  the training images' own nearest other training image, feature cosine", "training_feature",
-                       m.training_features, out);
+      report_feature_distance("memorisation, nearest-training-image feature distance / training images' median",
+                              "feature_distance", m.features.distance, out);
+      if (m.training_features.distance.defined())
+        report_feature_distance("  the training images' own nearest other training image, the same",
+                                "training_feature_distance", m.training_features.distance, out);
       out.add("features", feature_model).add("feature_sigma", features.sigma);
     }
     if (m.has_quality) {

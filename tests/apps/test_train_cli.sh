@@ -127,7 +127,7 @@ grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models
   && grep -q '"nearest_ncc"' memo.json && ok "eval memorisation" || { bad "eval memorisation"; cat memo.log; }
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --features straight.pt --quality-reference ref.nii.gz \
   --pairs-png pairs.png --pairs 2 --json memo2.json > memo2.log 2>&1 \
-  && grep -q '"feature_above_0.9"' memo2.json && grep -q '"kid"' memo2.json && grep -q '"training_fd"' memo2.json \
+  && grep -q '"feature_distance_below_1"' memo2.json && grep -q '"kid"' memo2.json && grep -q '"training_fd"' memo2.json \
   && grep -q '"ncc_above_0.95"' memo2.json && [ -s pairs.png ] && ok "eval sample measures: features, KID/FD, pairs" \
   || { bad "eval sample measures"; cat memo2.log; }
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --quality-reference ref.nii.gz > e12.log 2>&1 \

@@ -68,7 +68,11 @@ TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions)
   EXPECT_EQ(m.pixels.index[0].item<int64_t>(), 2 * 6 + 4);
   EXPECT_LT(m.pixels.similarity[1].item<double>(), 0.999);
   ASSERT_TRUE(m.has_features && m.has_quality);
-  EXPECT_NEAR(m.features.similarity[0].item<double>(), 1.0, 1e-4);
+  // Features: the copy is at distance ~0, the other sample farther; distances in units of the training median.
+  EXPECT_LT(m.features.distance[0].item<double>(), 1e-2);
+  EXPECT_GT(m.features.distance[1].item<double>(), 0.1);
+  EXPECT_NEAR(m.training_features.distance.median().item<double>(), 1.0, 1e-9);
+  EXPECT_GT(m.feature_scale, 0);
   EXPECT_EQ(m.features.index[0].item<int64_t>(), 2 * 6 + 4);
   EXPECT_TRUE(std::isfinite(m.kernel_distance) && std::isfinite(m.frechet_distance));
   EXPECT_GE(m.frechet_distance, 0);

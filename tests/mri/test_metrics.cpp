@@ -142,6 +142,11 @@ TEST(FeatureDistances, NearestCosineMeasuresFromTheOrigin) {
   EXPECT_EQ(out.index[1].item<int64_t>() % 2, 0);
   EXPECT_NEAR(out.similarity[0].item<double>(), 1 / std::sqrt(2.0), 1e-12);
   EXPECT_THROW(mri::nearest_cosine(a, b, {}, 3), ambient::Error);
+  auto d = mri::nearest_euclidean(a, both, 2);  // a0 = (2, 0): nearest other row (1, 1), at √2
+  EXPECT_EQ(d.index[0].item<int64_t>(), 1);
+  EXPECT_NEAR(d.distance[0].item<double>(), std::sqrt(2.0), 1e-12);
+  EXPECT_NEAR(mri::nearest_euclidean(a, b).distance[0].item<double>(), std::sqrt(1.01), 1e-12);
+  EXPECT_THROW(mri::nearest_euclidean(a, b, 3), ambient::Error);
 }
 
 TEST(Calibration, GaussianErrorsWithTheirTrueStdCoverAsAGaussianDoes) {

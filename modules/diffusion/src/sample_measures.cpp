@@ -51,9 +51,13 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
   const auto raw_samples = image_features(c.feature_model, samples, c.features);
   const auto fs = (raw_samples - mean) / spread;
   const auto fc = (raw_compared - mean) / spread;
-  m.features = mri::nearest_cosine(fs, fc);
-  if (m.training_pixels.similarity.defined())
-    m.training_features = mri::nearest_cosine(fc.narrow(0, 0, n_train), fc, {}, n_train);
+  m.features = mri::nearest_euclidean(fs, fc);
+  if (n_train > 1) {
+    m.training_features = mri::nearest_euclidean(fc.narrow(0, 0, n_train), fc, n_train);
+    m.feature_scale = std::max(1e-12, m.training_features.distance.median().item<double>());
+    m.training_features.distance = m.training_features.distance / m.feature_scale;
+    m.features.distance = m.features.distance / m.feature_scale;
+  }
   m.has_features = true;
   if (c.quality_reference.defined()) {
     const auto fr = image_features(c.feature_model, magnitudes(c.quality_reference, "quality reference"), c.features);

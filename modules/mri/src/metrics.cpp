@@ -4,6 +4,7 @@
 #include <torch/linalg.h>
 
 #include <cmath>
+#include <limits>
 
 #include "ambient/core/error.hpp"
 
@@ -111,6 +112,21 @@ NearestNeighbours nearest_cosine(const torch::Tensor& a_in, const torch::Tensor&
     similarity = similarity.masked_fill(self, -2);  // below any cosine
   }
   auto best = similarity.max(1);  // each row's best
+  return {std::get<0>(best), std::get<1>(best)};
+}
+
+NearestDistances nearest_euclidean(const torch::Tensor& a_in, const torch::Tensor& b_in, int64_t leave_out) {
+  auto a = feature_rows(a_in, "nearest"), b = feature_rows(b_in, "nearest");
+  check_widths(a, b, "nearest");
+  auto distance = torch::cdist(a, b);  // [n, m]
+  if (leave_out > 0) {
+    AMBIENT_CHECK(a.size(0) == leave_out && b.size(0) % leave_out == 0 && b.size(0) >= 2, "nearest: leaving "
+                  "each image out needs the ", leave_out, " images as the first rows of blocks of ", leave_out,
+                  " in the other set, got ", a.size(0), " and ", b.size(0), " rows");
+    auto self = torch::arange(b.size(0)).remainder(leave_out).unsqueeze(0) == torch::arange(a.size(0)).unsqueeze(1);
+    distance = distance.masked_fill(self, std::numeric_limits<double>::infinity());
+  }
+  auto best = distance.min(1);
   return {std::get<0>(best), std::get<1>(best)};
 }
 

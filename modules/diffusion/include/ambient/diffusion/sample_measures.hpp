@@ -22,10 +22,15 @@ struct SampleMeasureConfig {
 
 struct SampleMeasures {
   mri::NearestNeighbours pixels;    ///< NCC with the nearest training image; index into measure_training_set()
-  mri::NearestNeighbours features;  ///< cosine of standardised features (training mean and spread; if a network)
-  /// The same two for each training image against the other training images (its own flips left out): what real
-  /// neighbouring slices score, the yardstick for the samples' figures.
-  mri::NearestNeighbours training_pixels, training_features;
+  /// With a network: the Euclidean distance of standardised features (the training images' mean and spread per
+  /// feature) to the nearest training image, divided by `feature_scale`: below 1, a sample is nearer a training
+  /// image than the typical training image is to its nearest other one.
+  mri::NearestDistances features;
+  double feature_scale = 0;  ///< the median of training_features' distances
+  /// Each training image against the other training images (its own flips left out): what real neighbouring
+  /// slices score, the yardstick for the samples' figures (features: distances divided by feature_scale too).
+  mri::NearestNeighbours training_pixels;
+  mri::NearestDistances training_features;
   double kernel_distance = 0;       ///< samples against quality_reference (if both a network and a reference)
   double frechet_distance = 0;
   double reference_kernel_distance = 0;  ///< training images against quality_reference: what real images score

@@ -30,6 +30,14 @@ struct NearestNeighbours {
 /// image is wanted.
 NearestNeighbours nearest_cosine(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& origin = {},
                                  int64_t leave_out = 0);
+/// Each row's nearest row of another set by Euclidean distance, and which one.
+struct NearestDistances {
+  torch::Tensor distance;  ///< [n] double
+  torch::Tensor index;     ///< [n] int64
+};
+/// The Euclidean distance of each row of `a` [n, d] to its nearest row of `b` [m, d]; `leave_out` as for
+/// nearest_cosine.
+NearestDistances nearest_euclidean(const torch::Tensor& a, const torch::Tensor& b, int64_t leave_out = 0);
 /// Memorisation measure: for each image of `samples` [n, h, w], the normalised cross-correlation
 /// (a − ā)·(b − b̄) / (||a − ā|| ||b − b̄||) with its nearest image of `training` [m, h, w] (magnitudes).
 NearestNeighbours nearest_neighbours(const torch::Tensor& samples, const torch::Tensor& training,
