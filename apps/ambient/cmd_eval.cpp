@@ -135,8 +135,9 @@ int run_eval(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("recon", -1);
   po::variables_map vm;
-  if (!parse("eval", "--reference ref.nii.gz RECON.nii.gz... | --samples s.nii.gz --training t.nii.gz... [--features m.pt]", opts, pos,
-             args, vm))
+  if (!parse("eval",
+             "--reference ref.nii.gz RECON.nii.gz... | --samples s.nii.gz --training t.nii.gz... [--features m.pt]",
+             opts, pos, args, vm))
     return 0;
   const bool metrics = !reference.empty() || !recons.empty();
   const bool memo = !samples.empty() || !training.empty();

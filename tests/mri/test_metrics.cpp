@@ -90,8 +90,10 @@ TEST(Memorisation, FindsTheCopiedTrainingImageAndScoresNoiseLow) {
 TEST(FeatureDistances, FrechetMatchesTheClosedFormOfGaussians) {
   // Independent Gaussian features: the distance is ||μa − μb||² + Σ (σa − σb)².
   auto gen = at::detail::createCPUGenerator(4);
-  const auto mu_a = torch::tensor({0.0, 1.0, -1.0}, torch::kDouble), mu_b = torch::tensor({0.5, 1.0, 0.0}, torch::kDouble);
-  const auto sd_a = torch::tensor({1.0, 2.0, 0.5}, torch::kDouble), sd_b = torch::tensor({1.0, 1.0, 1.5}, torch::kDouble);
+  const auto mu_a = torch::tensor({0.0, 1.0, -1.0}, torch::kDouble);
+  const auto mu_b = torch::tensor({0.5, 1.0, 0.0}, torch::kDouble);
+  const auto sd_a = torch::tensor({1.0, 2.0, 0.5}, torch::kDouble);
+  const auto sd_b = torch::tensor({1.0, 1.0, 1.5}, torch::kDouble);
   auto a = torch::randn({40000, 3}, gen, torch::kDouble) * sd_a + mu_a;
   auto b = torch::randn({40000, 3}, gen, torch::kDouble) * sd_b + mu_b;
   const double expected = (mu_a - mu_b).square().sum().item<double>() + (sd_a - sd_b).square().sum().item<double>();

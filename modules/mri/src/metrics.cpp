@@ -78,6 +78,14 @@ void check_widths(const torch::Tensor& a, const torch::Tensor& b, const char* wh
                 "); compute both with one feature network");
 }
 
+// The pairs (i, j) that leaving each image out excludes: row i of `a` is image i of `b`'s blocks of `period` rows.
+torch::Tensor left_out(const torch::Tensor& a, const torch::Tensor& b, int64_t period) {
+  AMBIENT_CHECK(a.size(0) == period && b.size(0) % period == 0 && b.size(0) >= 2, "nearest: leaving each image "
+                "out needs the ", period, " images as the first rows of blocks of ", period, " in the other set, got ",
+                a.size(0), " and ", b.size(0), " rows");
+  return torch::arange(b.size(0)).remainder(period).unsqueeze(0) == torch::arange(a.size(0)).unsqueeze(1);
+}
+
 // The principal square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0).
 torch::Tensor psd_sqrt(const torch::Tensor& m) {
   auto [values, vectors] = torch::linalg::eigh((m + m.t()) / 2, "L");
@@ -104,13 +112,7 @@ NearestNeighbours nearest_cosine(const torch::Tensor& a_in, const torch::Tensor&
   }
   auto unit = [](const torch::Tensor& t) { return t / t.norm(2, 1, true).clamp_min(1e-12); };
   auto similarity = unit(a).matmul(unit(b).t());  // [n, m]
-  if (leave_out > 0) {
-    AMBIENT_CHECK(a.size(0) == leave_out && b.size(0) % leave_out == 0 && b.size(0) >= 2, "nearest: leaving "
-                  "each image out needs the ", leave_out, " images as the first rows of blocks of ", leave_out,
-                  " in the other set, got ", a.size(0), " and ", b.size(0), " rows");
-    auto self = torch::arange(b.size(0)).remainder(leave_out).unsqueeze(0) == torch::arange(a.size(0)).unsqueeze(1);
-    similarity = similarity.masked_fill(self, -2);  // below any cosine
-  }
+  if (leave_out > 0) similarity = similarity.masked_fill(left_out(a, b, leave_out), -2);  // below any cosine
   auto best = similarity.max(1);  // each row's best
   return {std::get<0>(best), std::get<1>(best)};
 }
@@ -119,13 +121,8 @@ NearestDistances nearest_euclidean(const torch::Tensor& a_in, const torch::Tenso
   auto a = feature_rows(a_in, "nearest"), b = feature_rows(b_in, "nearest");
   check_widths(a, b, "nearest");
   auto distance = torch::cdist(a, b);  // [n, m]
-  if (leave_out > 0) {
-    AMBIENT_CHECK(a.size(0) == leave_out && b.size(0) % leave_out == 0 && b.size(0) >= 2, "nearest: leaving "
-                  "each image out needs the ", leave_out, " images as the first rows of blocks of ", leave_out,
-                  " in the other set, got ", a.size(0), " and ", b.size(0), " rows");
-    auto self = torch::arange(b.size(0)).remainder(leave_out).unsqueeze(0) == torch::arange(a.size(0)).unsqueeze(1);
-    distance = distance.masked_fill(self, std::numeric_limits<double>::infinity());
-  }
+  if (leave_out > 0)
+    distance = distance.masked_fill(left_out(a, b, leave_out), std::numeric_limits<double>::infinity());
   auto best = distance.min(1);
   return {std::get<0>(best), std::get<1>(best)};
 }
