@@ -99,4 +99,7 @@ TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions)
   SampleMeasureConfig no_network;
   no_network.quality_reference = blobs(4, 5);
   EXPECT_THROW(measure_samples(samples, training, no_network), Error);
+  SampleMeasureConfig features_only;
+  features_only.feature_model = c.feature_model;
+  EXPECT_THROW(measure_samples(samples, training.narrow(0, 0, 1), features_only), Error);
 }

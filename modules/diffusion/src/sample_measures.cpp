@@ -45,6 +45,8 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
                   "network");
     return m;
   }
+  AMBIENT_CHECK(n_train >= 2, "sample measures: feature distances are in units of the training images' distance to "
+                "each other; give at least 2 training images, got ", n_train);
   // Standardised by the training images' mean and spread per feature, so that no few large features decide.
   const auto raw_compared = image_features(c.feature_model, compared, c.features);
   const auto mean = raw_compared.mean(0), spread = raw_compared.std(0).clamp_min(1e-6);
@@ -52,12 +54,10 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
   const auto fs = (raw_samples - mean) / spread;
   const auto fc = (raw_compared - mean) / spread;
   m.features = mri::nearest_euclidean(fs, fc);
-  if (n_train > 1) {
-    m.training_features = mri::nearest_euclidean(fc.narrow(0, 0, n_train), fc, n_train);
-    m.feature_scale = std::max(1e-12, m.training_features.distance.median().item<double>());
-    m.training_features.distance = m.training_features.distance / m.feature_scale;
-    m.features.distance = m.features.distance / m.feature_scale;
-  }
+  m.training_features = mri::nearest_euclidean(fc.narrow(0, 0, n_train), fc, n_train);
+  m.feature_scale = std::max(1e-12, m.training_features.distance.median().item<double>());
+  m.training_features.distance = m.training_features.distance / m.feature_scale;
+  m.features.distance = m.features.distance / m.feature_scale;
   m.has_features = true;
   if (c.quality_reference.defined()) {
     const auto fr = image_features(c.feature_model, magnitudes(c.quality_reference, "quality reference"), c.features);

@@ -42,7 +42,7 @@ struct SampleMeasures {
 /// double flips (centred_flip, as the loader flips): [m or 4m, h, w]. Index i is training image i mod m.
 torch::Tensor measure_training_set(const torch::Tensor& training, bool flips);
 
-/// All measures of `samples` [n, h, w] (magnitudes) against `training` [m, h, w]. The reference distances compare
+/// All measures of `samples` [n, h, w] (magnitudes) against `training` [m, h, w] (m >= 2 with a feature network). The reference distances compare
 /// the training images themselves with the quality reference, a floor for the samples' (equal sizes make them
 /// comparable: the Fréchet distance is biased by the number of images).
 SampleMeasures measure_samples(const torch::Tensor& samples, const torch::Tensor& training,
