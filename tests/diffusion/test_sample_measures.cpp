@@ -47,8 +47,11 @@ TEST(Features, DescribeEachImageAtAnyScaleWithTheEncodersChannels) {
   EXPECT_TRUE(torch::allclose(f, image_features(model, images * 7), 1e-4, 1e-5));  // each image is scaled to itself
   EXPECT_TRUE(torch::allclose(f[3], image_features(model, images[3]).squeeze(0), 1e-4, 1e-5));
   EXPECT_FALSE(torch::allclose(f[0], f[1]));
-  // A model with a mask channel is told "nothing removed"; it must run and describe the same image the same way.
-  EXPECT_EQ(image_features(feature_network(1), images).sizes(), f.sizes());
+  // A model with a mask channel is told "nothing removed": widened (zero weights on the new channel), the same
+  // network describes the images as before.
+  std::dynamic_pointer_cast<EdmDenoiserImpl>(model)->net->widen_input(1);
+  ASSERT_EQ(model->cond_channels(), 1);
+  EXPECT_TRUE(torch::allclose(image_features(model, images), f, 1e-5, 1e-6));
   EXPECT_THROW(image_features(model, torch::rand({2, 3, 24, 24})), Error);
   EXPECT_THROW(image_features(model, images, FeatureConfig{0.0, 2}), Error);
   auto nan = images.clone();
