@@ -22,7 +22,7 @@ int run_sample(const std::vector<std::string>& args) {
   po::options_description opts("sample options");
   std::string model_path, output, nifti, precision;
   double further_delta = 0, further_accel = 0;
-  int64_t n = 16, size = 128, further_blocks = 0;
+  int64_t n = 16, size = 128, further_blocks = 0, views = 1;
   std::string block_size = "8,32";
   uint64_t seed = 0;
   diffusion::HeunConfig hc;
@@ -43,7 +43,10 @@ int run_sample(const std::vector<std::string>& args) {
       ("further-blocks", po::value(&further_blocks)->default_value(0),
        "ambient-block models: the network sees x through one fixed mask Ã erasing this many boxes (as training's Ã: "
        "finetune's --blocks plus --extra-blocks)")
-      ("block-size", po::value(&block_size)->default_value(block_size), "--further-blocks: box side range min,max");
+      ("block-size", po::value(&block_size)->default_value(block_size), "--further-blocks: box side range min,max")
+      ("views", po::value(&views)->default_value(views),
+       "--further-delta/--further-blocks: draw this many masks Ã per sample and predict each pixel from the ones "
+       "that show it (K network calls per step; docs/objectives.md). 1: one fixed Ã, Daras et al.'s sampler");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!parse("sample", "--model m.pt -n 16 -o grid.png [--nifti out.nii.gz]", opts, pos, args, vm)) return 0;
@@ -69,26 +72,42 @@ int run_sample(const std::vector<std::string>& args) {
   const auto sizes = int_list(block_size, "--block-size");
   AMBIENT_CHECK(sizes.size() == 2 && sizes[0] >= 1 && sizes[0] <= sizes[1] && sizes[1] <= size,
                 "sample --block-size: expected min,max with 1 <= min <= max <= --size, got '", block_size, "'");
+  AMBIENT_CHECK(views >= 1 && views <= 64, "sample --views: expected 1 to 64, got ", views);
+  AMBIENT_CHECK(views == 1 || further_delta > 0 || further_blocks > 0,
+                "sample --views: several views are of image masks: give --further-delta or --further-blocks");
   if (further_delta > 0 || further_accel > 0 || further_blocks > 0) {
     AMBIENT_CHECK(model->cond_channels() == 1, "sample: the ambient sampler needs a model trained with a mask channel");
     auto gen_mask = at::detail::createCPUGenerator(derive_seed(seed, SeedStream::sample_corruption, 0));
-    diffusion::FurtherCorruption a_tilde;
-    if (further_delta > 0) {
-      a_tilde = diffusion::image_corruption(torch::rand({n, 1, size, size}, gen_mask) >= further_delta);
-    } else if (further_blocks > 0) {
-      std::vector<torch::Tensor> masks;
-      for (int64_t i = 0; i < n; ++i)
-        masks.push_back(mri::random_blocks(size, size, further_blocks, sizes[0], sizes[1],
-                                           static_cast<uint32_t>(derive_seed(seed, SeedStream::further_masks, static_cast<uint64_t>(i)))));
-      a_tilde = diffusion::image_corruption(torch::stack(masks).unsqueeze(1));
-    } else {
+    if (further_accel > 0) {
       // Single-coil: the adjoint image of the line-masked spectrum, Ã = M̃ F.
       std::vector<torch::Tensor> rows;
       for (int64_t i = 0; i < n; ++i)
-        rows.push_back(mri::further_line_mask(size, further_accel, static_cast<uint32_t>(derive_seed(seed, SeedStream::further_masks, static_cast<uint64_t>(i)))));
-      a_tilde = diffusion::line_corruption(torch::ones({n, 1, size, size}, torch::kComplexFloat), torch::stack(rows));
+        rows.push_back(mri::further_line_mask(
+            size, further_accel,
+            static_cast<uint32_t>(derive_seed(seed, SeedStream::further_masks, static_cast<uint64_t>(i)))));
+      d = diffusion::seen_through(d, diffusion::line_corruption(torch::ones({n, 1, size, size}, torch::kComplexFloat),
+                                                                torch::stack(rows)));
+    } else {
+      // View 0 is the one fixed Ã that a single-view run draws; further views draw their own.
+      std::vector<torch::Tensor> masks;
+      for (int64_t k = 0; k < views; ++k) {
+        if (further_delta > 0) {
+          masks.push_back((torch::rand({n, 1, size, size}, gen_mask) >= further_delta).to(torch::kFloat));
+          continue;
+        }
+        std::vector<torch::Tensor> per_sample;
+        for (int64_t i = 0; i < n; ++i) {
+          const auto ui = static_cast<uint64_t>(i), uk = static_cast<uint64_t>(k);
+          const auto mask_seed = k == 0 ? derive_seed(seed, SeedStream::further_masks, ui)
+                                        : derive_seed(seed, SeedStream::further_masks, ui, uk);
+          per_sample.push_back(mri::random_blocks(size, size, further_blocks, sizes[0], sizes[1],
+                                                  static_cast<uint32_t>(mask_seed)));
+        }
+        masks.push_back(torch::stack(per_sample).unsqueeze(1).to(torch::kFloat));
+      }
+      d = views == 1 ? diffusion::seen_through(d, diffusion::image_corruption(masks[0]))
+                     : diffusion::seen_through_views(d, masks);
     }
-    d = diffusion::seen_through(d, a_tilde);
   }
   diffusion::DenoiserFn denoise = [&](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor& c) {
     diffusion::Bf16Autocast autocast(bf16);

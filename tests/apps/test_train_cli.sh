@@ -100,6 +100,14 @@ grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models
 "$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-blocks 6 --block-size 8,24 -o amb_k.png \
   > /dev/null 2>&1 && [ -s amb_k.png ] && ! cmp -s amb_k.png amb_b.png && ok "ambient sampler, fixed box mask" \
   || bad "ambient sampler, fixed box mask"
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 --further-blocks 6 --block-size 8,24 --views 3 \
+  -o amb_v.png --nifti amb_v.nii.gz > /dev/null 2>&1 && "$AMBIENT" sample --model ftb.pt -n 2 --size 64 --steps 4 \
+  --further-blocks 6 --block-size 8,24 --views 1 -o amb_v1.png --nifti amb_v1.nii.gz > /dev/null 2>&1 \
+  && cmp -s amb_v1.png amb_k.png && ! cmp -s amb_v.nii.gz amb_v1.nii.gz \
+  && ok "ambient sampler, several views (--views 1 is the fixed mask)" || bad "ambient sampler, several views"
+"$AMBIENT" sample --model ftb.pt -n 2 --size 64 --views 3 -o never.png > e10.log 2>&1 \
+  && bad "--views without a further corruption accepted" || { grep -q "give --further-delta or --further-blocks" \
+  e10.log && ok "--views needs an image mask" || bad "--views message"; }
 "$AMBIENT" sample --model ftb.pt -n 2 --size 64 --further-blocks 6 --block-size 8,x -o never.png > e8.log 2>&1 \
   && bad "bad --block-size accepted" || { grep -q "comma-separated integers" e8.log && ok "bad --block-size refused" \
   || bad "bad --block-size message"; }

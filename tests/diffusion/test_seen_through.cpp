@@ -7,6 +7,7 @@
 
 #include "ambient/core/error.hpp"
 #include "ambient/diffusion/objectives.hpp"
+#include "ambient/diffusion/samplers.hpp"
 #include "ambient/diffusion/seen_through.hpp"
 #include "ambient/mri/fft.hpp"
 #include "ambient/mri/masks.hpp"
@@ -102,4 +103,75 @@ TEST(SeenThrough, GradientFlowsThroughTheNormalOperator) {
 TEST(SeenThrough, RefusesMasksOfTheWrongShape) {
   EXPECT_THROW(image_corruption(torch::ones({2, 12, 10})), ambient::Error);
   EXPECT_THROW(line_corruption(torch::ones({2, 3, 8, 8}, torch::kComplexFloat), torch::ones({2, 7})), ambient::Error);
+  Spy spy;
+  EXPECT_THROW(seen_through_views(spy.fn(), {}), ambient::Error);
+  EXPECT_THROW(seen_through_views(spy.fn(), {torch::ones({2, 1, 8, 8}), torch::ones({2, 1, 8, 7})}), ambient::Error);
+  EXPECT_THROW(seen_through_views(spy.fn(), {torch::ones({2, 8, 8})}), ambient::Error);
+}
+
+namespace {
+
+// The exact E[x0 | Ã x_t, Ã] of a prior whose pixels are independent Gaussians N(mean, var): a pixel Ã shows is
+// denoised by its own value, a hidden one is its prior mean.
+DenoiserFn masked_gaussian_denoiser(const torch::Tensor& mean, const torch::Tensor& var) {
+  auto full = gaussian_denoiser(mean, var);
+  return [full, mean](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& m) {
+    return m * full(x, sigma, {}) + (1 - m) * mean.unsqueeze(0);
+  };
+}
+
+}  // namespace
+
+TEST(SeenThroughViews, OneViewIsTheFixedMaskDenoiser) {
+  auto gen = at::detail::createCPUGenerator(6);
+  auto mask = (torch::rand({3, 1, 10, 8}, gen) > 0.6).to(torch::kFloat);
+  // A nonlinear denoiser that uses its channel, so that any difference in input or channel shows.
+  DenoiserFn d = [](const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor& c) {
+    return torch::tanh(x) * s.reshape({-1, 1, 1, 1}) + c;
+  };
+  auto x = torch::randn({3, 2, 10, 8}, gen), sigma = torch::rand({3}, gen) + 0.1;
+  EXPECT_TRUE(torch::allclose(seen_through_views(d, {mask})(x, sigma, {}),
+                              seen_through(d, image_corruption(mask))(x, sigma, {})));
+}
+
+TEST(SeenThroughViews, EachPixelIsPredictedByTheViewsThatShowIt) {
+  // Three views of a 1 x 3 image: pixel 0 shown by views 0 and 1, pixel 1 by view 2 only, pixel 2 by none.
+  auto mask = [](std::vector<float> v) { return torch::tensor(v).reshape({1, 1, 1, 3}); };
+  std::vector<torch::Tensor> views = {mask({1, 0, 0}), mask({1, 0, 0}), mask({0, 1, 0})};
+  int call = 0;
+  DenoiserFn d = [&call](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) {
+    return torch::full_like(x, static_cast<float>(++call));  // view k predicts k everywhere
+  };
+  auto out = seen_through_views(d, views)(torch::zeros({1, 2, 1, 3}), torch::ones({1}), {});
+  EXPECT_FLOAT_EQ(out[0][0][0][0].item<float>(), 1.5f);  // mean of views 1 and 2
+  EXPECT_FLOAT_EQ(out[0][1][0][1].item<float>(), 3.0f);  // view 3 alone
+  EXPECT_FLOAT_EQ(out[0][0][0][2].item<float>(), 2.0f);  // no view: the mean of all three
+}
+
+TEST(SeenThroughViews, CoveringViewsSampleThePriorWhereOneFixedMaskCollapsesTheHiddenPixels) {
+  // Independent Gaussian pixels, so each view's exact denoiser is known (above). With views whose union covers
+  // the image, the sampler's D̄ is the exact full denoiser and Heun draws the prior; with one fixed view, as in
+  // Daras et al.'s sampler, every pixel that view hides ends at its conditional mean, with no spread.
+  auto gen = at::detail::createCPUGenerator(7);
+  auto mean = torch::randn({2, 2, 3}, gen);
+  auto var = torch::rand({2, 2, 3}, gen) * 0.9 + 0.1;
+  const int64_t n = 6000;
+  auto m1 = (torch::rand({n, 1, 2, 3}, gen) < 0.3).to(torch::kFloat);
+  auto m2 = (torch::rand({n, 1, 2, 3}, gen) < 0.3).to(torch::kFloat);
+  auto m3 = 1 - torch::maximum(m1, m2);
+  HeunConfig c;
+  c.schedule.steps = 32;
+  auto d = masked_gaussian_denoiser(mean, var);
+  auto x = sample_heun(seen_through_views(d, {m1, m2, m3}), {n, 2, 2, 3}, c, gen);
+  auto mean_err = ((x.mean(0) - mean).abs() / (var / n).sqrt()).max().item<double>();
+  auto var_err = ((x.var(0) - var).abs() / (var * std::sqrt(2.0 / n))).max().item<double>();
+  EXPECT_LT(mean_err, 4.5) << "covering views: sample mean off by " << mean_err << " standard errors";
+  EXPECT_LT(var_err, 4.5) << "covering views: sample variance off by " << var_err << " standard errors";
+
+  auto one = sample_heun(seen_through_views(d, {m1}), {n, 2, 2, 3}, c, gen);
+  auto hidden = (m1 == 0).expand({n, 2, 2, 3});
+  auto off_mean = (one - mean.unsqueeze(0)).abs().masked_select(hidden);
+  EXPECT_LT(off_mean.max().item<double>(), 1e-3) << "one view: a hidden pixel should end at its prior mean";
+  auto shown = (one - mean.unsqueeze(0)).masked_select(m1.expand({n, 2, 2, 3}) > 0);
+  EXPECT_NEAR(shown.var().item<double>() / var.mean().item<double>(), 1.0, 0.2);  // shown pixels keep their spread
 }

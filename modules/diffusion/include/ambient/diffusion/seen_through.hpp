@@ -35,4 +35,13 @@ torch::Tensor denoise_measured(const DenoiserFn& d, const FurtherCorruption& a_t
 /// batch, so autograd flows through it (DPS back-propagates through the network's input).
 DenoiserFn seen_through(DenoiserFn d, FurtherCorruption a_tilde);
 
+/// The denoiser of x [B, 2, H, W] that sees it through K fixed image masks ("views") Ã_1 … Ã_K at once, each
+/// [B, 1, H, W] 0/1, and predicts every pixel from the views that show it:
+/// D̄(x) = Σ_k m_k D(Ã_k x; σ, Ã_k) / Σ_k m_k, and the mean of the K predictions where no view shows the pixel.
+/// One view is seen_through(d, image_corruption(m_1)), the fixed-mask sampler of Daras et al. (2023). An ambient
+/// model trained with Ã hiding most pixels predicts a hidden pixel by its conditional mean (a blur); with views
+/// whose union covers the image, each pixel is instead denoised by a view that shows it (docs/objectives.md).
+/// Costs K denoiser calls.
+DenoiserFn seen_through_views(DenoiserFn d, std::vector<torch::Tensor> masks);
+
 }  // namespace ambient::diffusion
