@@ -22,6 +22,7 @@
 #include "ambient/diffusion/data.hpp"
 #include "ambient/diffusion/edm.hpp"
 #include "ambient/diffusion/objectives.hpp"
+#include "ambient/diffusion/seen_through.hpp"
 #include "ambient/diffusion/trainer.hpp"
 #include "ambient/mri/io.hpp"
 #include "ambient/mri/masks.hpp"
@@ -73,7 +74,7 @@ struct Sums {
 int main(int argc, char** argv) try {
   std::string data, png, csv, block_size = "16,40", sigma_list = "0.02,0.1,0.5,2";
   std::vector<std::pair<std::string, std::string>> models;
-  int64_t blocks = 70, extra = 4, trials = 2;
+  int64_t blocks = 70, extra = 4, trials = 2, views = 0;
   uint32_t seed = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -89,6 +90,7 @@ int main(int argc, char** argv) try {
     else if (a == "--block-size") block_size = v;
     else if (a == "--sigmas") sigma_list = v;
     else if (a == "--trials") trials = std::stoll(v);
+    else if (a == "--views") views = std::stoll(v);
     else if (a == "--seed") seed = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--png") png = v;
     else if (a == "--csv") csv = v;
@@ -98,6 +100,7 @@ int main(int argc, char** argv) try {
   const auto sizes = number_list(block_size);
   AMBIENT_CHECK(sizes.size() == 2 && sizes[0] >= 1 && sizes[0] <= sizes[1], "bench_inpaint --block-size: min,max");
   const auto sigmas = number_list(sigma_list);
+  AMBIENT_CHECK(views >= 0 && views <= 64, "bench_inpaint --views: expected 0 (off) to 64, got ", views);
   torch::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
   torch::NoGradGuard no_grad;
 
@@ -111,16 +114,25 @@ int main(int argc, char** argv) try {
   auto x = torch::stack(images);  // [S, 2, H, W]
   const int64_t n = x.size(0), ny = x.size(2), nx = x.size(3);
   // Ã for every (trial, slice): A's boxes, then the extra ones, both from --block-size.
-  std::vector<torch::Tensor> masks;
+  // --views: view v > 0 draws B_v from seed k + 7919 (v + 1), view 0 is Ã itself.
+  std::vector<torch::Tensor> masks, a_masks;
+  std::vector<std::vector<torch::Tensor>> view_masks(static_cast<size_t>(std::max<int64_t>(views, 1)));
+  const auto lo = static_cast<int64_t>(sizes[0]), hi = static_cast<int64_t>(sizes[1]);
   for (int64_t t = 0; t < trials; ++t)
     for (int64_t s = 0; s < n; ++s) {
       const uint32_t k = seed + static_cast<uint32_t>(1000 * t + s);
-      auto a = mri::random_blocks(ny, nx, blocks, static_cast<int64_t>(sizes[0]), static_cast<int64_t>(sizes[1]), k);
-      auto b = mri::random_blocks(ny, nx, extra, static_cast<int64_t>(sizes[0]), static_cast<int64_t>(sizes[1]),
-                                  k + 7919);
+      auto a = mri::random_blocks(ny, nx, blocks, lo, hi, k);
+      auto b = mri::random_blocks(ny, nx, extra, lo, hi, k + 7919);
       masks.push_back((a & b).to(torch::kFloat).unsqueeze(0));
+      a_masks.push_back(a.to(torch::kFloat).unsqueeze(0));
+      for (int64_t v = 1; v < views; ++v)
+        view_masks[static_cast<size_t>(v)].push_back(
+            (a & mri::random_blocks(ny, nx, extra, lo, hi, k + 7919 * static_cast<uint32_t>(v + 1)))
+                .to(torch::kFloat)
+                .unsqueeze(0));
     }
   auto seen = torch::stack(masks);  // [T·S, 1, H, W]
+  auto kept = torch::stack(a_masks);  // A
   auto truth = x.repeat({trials, 1, 1, 1});
   std::printf("bench_inpaint: %lld slices x %lld trials of %lldx%lld; Ã hides %.1f%% of the pixels (%lld + %lld "
               "boxes of %s)\n", static_cast<long long>(n), static_cast<long long>(trials), static_cast<long long>(ny),
@@ -128,6 +140,7 @@ int main(int argc, char** argv) try {
               static_cast<long long>(extra), block_size.c_str());
 
   std::map<std::string, std::vector<Sums>> table;  // label -> per σ
+  std::map<std::string, std::vector<Sums>> inpaint;  // --views: label -> per σ, NMSE where A hid the pixel
   std::vector<torch::Tensor> preview;              // slice 0, trial 0, smallest σ
   auto gen = at::detail::createCPUGenerator(seed + 1);
   std::vector<torch::Tensor> noise;
@@ -142,6 +155,16 @@ int main(int argc, char** argv) try {
       if (best_w == 0 || sm.hidden() < best.hidden()) best = sm, best_w = w;
     }
     table["smoothing fill"].push_back(best);
+    if (views > 0) {  // the fill of everything A kept
+      auto measured = kept * (truth + sigmas[k] * noise[k]);
+      Sums fill;
+      for (double w : {2.0, 4.0, 8.0}) {
+        Sums sm;
+        sm.add(smooth_fill(measured, kept, w), truth, kept);
+        if (w == 2.0 || sm.hidden() < fill.hidden()) fill = sm;
+      }
+      inpaint["smoothing fill of A"].push_back(fill);
+    }
     if (k == 0) {
       preview.push_back(diffusion::from_channels(truth.narrow(0, 0, 1))[0].abs());
       preview.push_back(diffusion::from_channels(noisy.narrow(0, 0, 1))[0].abs());
@@ -163,6 +186,19 @@ int main(int argc, char** argv) try {
       sm.add(out, truth, seen);
       table[label].push_back(sm);
       if (k == 0) preview.push_back(diffusion::from_channels(out.narrow(0, 0, 1))[0].abs());
+      if (views > 0) {  // the scan measured through A; the model sees it through one view, then through all
+        Sums one, all;
+        one.add(out, truth, kept);
+        inpaint[label + ", 1 view"].push_back(one);
+        if (views > 1) {
+          std::vector<torch::Tensor> vm{seen};
+          for (int64_t v = 1; v < views; ++v) vm.push_back(torch::stack(view_masks[static_cast<size_t>(v)]));
+          auto many = diffusion::seen_through_views(d, vm)(kept * (truth + sigmas[k] * noise[k]), sigma, {});
+          all.add(many, truth, kept);
+          inpaint[label + ", " + std::to_string(views) + " views"].push_back(all);
+          if (k == 0) preview.push_back(diffusion::from_channels(many.narrow(0, 0, 1))[0].abs());
+        }
+      }
     }
   }
   std::printf("\nNMSE where Ã hid the pixel (seen pixels in brackets); zero fill is 1 by definition\n\n| model |");
@@ -187,10 +223,33 @@ int main(int argc, char** argv) try {
     }
     std::printf("\n");
   }
+  if (views > 0) {
+    std::printf("\nInpainting a scan measured through A (%.1f%% of the pixels hidden): NMSE where A hid the pixel\n\n"
+                "| prediction |", 100 * (1 - kept.mean().item<double>()));
+    for (double s : sigmas) std::printf(" σ %g |", s);
+    std::printf("\n|---|");
+    for (size_t k = 0; k < sigmas.size(); ++k) std::printf("---|");
+    std::printf("\n");
+    std::vector<std::string> rows{"smoothing fill of A"};
+    for (const auto& m : models) {
+      rows.push_back(m.first + ", 1 view");
+      if (views > 1) rows.push_back(m.first + ", " + std::to_string(views) + " views");
+    }
+    for (const auto& label : rows) {
+      std::printf("| %s |", label.c_str());
+      for (size_t k = 0; k < sigmas.size(); ++k) {
+        std::printf(" %.3f |", inpaint[label][k].hidden());
+        if (out_csv.is_open())
+          out_csv << "inpaint: " << label << "," << sigmas[k] << "," << inpaint[label][k].hidden() << ","
+                  << inpaint[label][k].seen() << "\n";
+      }
+      std::printf("\n");
+    }
+  }
   if (!png.empty()) {
     mri::write_png_row(png, preview, std::max(1e-6, preview[0].flatten().quantile(0.995).item<double>()));
-    std::printf("\nwrote %s: truth | Ã (x + σ n) | each model's D, in --model order, at σ %g\n", png.c_str(),
-                sigmas[0]);
+    std::printf("\nwrote %s: truth | Ã (x + σ n) | each model's D (and, with --views, its D from all views), in "
+                "--model order, at σ %g\n", png.c_str(), sigmas[0]);
   }
   return 0;
 } catch (const std::exception& e) {

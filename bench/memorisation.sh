@@ -5,12 +5,17 @@
 # images of those slices (nearest training image in pixels and in the foundation's features, fractions above 0.9
 # and 0.95) and against real slices of held-out subjects (kernel and Fréchet distances), with the closest pairs
 # drawn. The ambient model sees the corrupted scans only; the clean model their fully sampled versions; the naive
-# one their zero-filled images.
+# one their zero-filled images; the block model (Daras et al.'s boxes) sees the clean slices through a fixed box mask
+# A per slice (BLOCKS boxes of BLOCK_SIZE, ~89% of the pixels erased), as if they had been measured that way, and
+# draws its samples through box masks too, with each of BLOCK_VIEWS (sample --views: 1 is the fixed-mask sampler).
 #   bench/memorisation.sh
 #   env: DATASET=out/dataset64 (CLEAN_TRAIN=1 TRAIN_MATRIX=$MATRIX scripts/make_dataset.sh, made if missing)
 #        MATRIX=64  STEPS=2000  BATCH=4  SAMPLES=64  SAMPLER_STEPS=32  SEED=1
 #        FOUNDATION=data/models/foundation_gpu.pt (the feature network too)  OUT=out/memorisation
-#        MODELS="ambient clean naive"   (a model whose OUT/NAME.pt exists is not retrained; training resumes)
+#        MODELS="ambient clean naive"   (and block; a model whose OUT/NAME.pt exists is not retrained; training resumes)
+#        BLOCKS=70 BLOCK_SIZE=8,20 EXTRA_BLOCKS=4 BLOCK_VIEWS="1 4"   (the block model, at 64²)
+#        QUALITY_REF="D/target_test/*_MATRIX/r4_ref.nii.gz"   real images for KID / FD (a glob; the slices in between
+#        training slices of the same volumes, e.g. another data set's target_train_ref, are the training distribution)
 # Output: OUT/memorisation.md (a row per model) and OUT/memorisation.csv, OUT/NAME.eval.json, OUT/NAME_pairs.png
 # (the 8 closest sample / training pairs), OUT/NAME_samples.png (the samples).
 set -euo pipefail
@@ -22,6 +27,7 @@ O=${OUT:-out/memorisation}
 STEPS=${STEPS:-2000} BATCH=${BATCH:-4} SAMPLES=${SAMPLES:-64} SAMPLER_STEPS=${SAMPLER_STEPS:-32} SEED=${SEED:-1}
 FOUNDATION=${FOUNDATION:-data/models/foundation_gpu.pt}
 MODELS=${MODELS:-ambient clean naive}
+BLOCKS=${BLOCKS:-70} BLOCK_SIZE=${BLOCK_SIZE:-8,20} EXTRA_BLOCKS=${EXTRA_BLOCKS:-4} BLOCK_VIEWS=${BLOCK_VIEWS:-1 4}
 [ -x "$A" ] || { echo "memorisation: $A is missing: build first (scripts/setup.sh)" >&2; exit 1; }
 [ -f "$FOUNDATION" ] || { echo "memorisation: foundation $FOUNDATION not found" >&2; exit 1; }
 if [ ! -d "$D/target_train_ref" ]; then
@@ -30,7 +36,8 @@ if [ ! -d "$D/target_train_ref" ]; then
 fi
 mkdir -p "$O"
 refs=("$D"/target_train_ref/*.nii.gz)
-quality=("$D"/target_test/*_"$MATRIX"/r4_ref.nii.gz)
+# shellcheck disable=SC2206  # QUALITY_REF is a glob
+quality=(${QUALITY_REF:-$D/target_test/*_$MATRIX/r4_ref.nii.gz})
 [ -e "${refs[0]}" ] && [ -e "${quality[0]}" ] || { echo "memorisation: $D lacks target_train_ref or target-test sets at $MATRIX" >&2; exit 1; }
 common=(--init "$FOUNDATION" --steps "$STEPS" --batch "$BATCH" --seed "$SEED" --checkpoint-every 250)
 for m in $MODELS; do
@@ -40,7 +47,9 @@ for m in $MODELS; do
     ambient) cmd=(finetune --data "$D/target_train" --corruption fourier --further-accel 5);;
     clean) cmd=(pretrain --data "$D/target_train_clean");;
     naive) cmd=(finetune --data "$D/target_train" --objective naive);;
-    *) echo "memorisation: unknown model $m (ambient, clean, naive)" >&2; exit 2;;
+    block) cmd=(finetune --data "$D/target_train_clean" --corruption block --blocks "$BLOCKS" --block-size "$BLOCK_SIZE"
+                --extra-blocks "$EXTRA_BLOCKS");;
+    *) echo "memorisation: unknown model $m (ambient, clean, naive, block)" >&2; exit 2;;
   esac
   echo "training $m: ambient ${cmd[*]} ${common[*]}"
   "$A" "${cmd[@]}" "${common[@]}" "${resume[@]}" --out "$O/$m.ckpt.pt" > "$O/$m.train.log" 2>&1 \
@@ -51,17 +60,28 @@ csv=$O/memorisation.csv
 echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_distance_median,feature_distance_min,feature_distance_below_1,kid,fd,training_kid,training_fd,training_ncc_median" > "$csv"
 num() { sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 sub() { sed -n "s/.*\"$2\": {[^}]*\"$3\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
+runs=()  # NAME:MODEL:SAMPLER OPTIONS (comma-separated)
 for m in $MODELS; do
-  further=(); [ "$m" = ambient ] && further=(--further-accel 5)  # the ambient sampler: the network sees Ã x, as in training
-  [ -f "$O/${m}_samples.nii.gz" ] ||
+  case $m in
+    ambient) runs+=("ambient:ambient:--further-accel,5");;  # the ambient sampler: the network sees Ã x, as in training
+    block) for v in $BLOCK_VIEWS; do
+             runs+=("block_v$v:block:--further-blocks,$((BLOCKS + EXTRA_BLOCKS)),--block-size,$BLOCK_SIZE,--views,$v")
+           done;;
+    *) runs+=("$m:$m:");;
+  esac
+done
+for run in "${runs[@]}"; do
+  IFS=: read -r name m opts <<< "$run"
+  further=(); [ -n "$opts" ] && IFS=, read -r -a further <<< "$opts"
+  [ -f "$O/${name}_samples.nii.gz" ] ||
     "$A" sample --model "$O/$m.pt" "${further[@]}" -n "$SAMPLES" --size "$MATRIX" --steps "$SAMPLER_STEPS" --seed "$SEED" \
-      -o "$O/${m}_samples.png" --nifti "$O/${m}_samples.nii.gz" > "$O/$m.sample.log" 2>&1 \
-      || { tail -3 "$O/$m.sample.log" >&2; exit 1; }
-  "$A" eval --samples "$O/${m}_samples.nii.gz" --training "${refs[@]}" --features "$FOUNDATION" \
-    --quality-reference "${quality[@]}" --pairs-png "$O/${m}_pairs.png" --json "$O/$m.eval.json" > "$O/$m.eval.log" 2>&1 \
-    || { tail -3 "$O/$m.eval.log" >&2; exit 1; }
-  j=$O/$m.eval.json
-  echo "$m,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature_distance median),$(sub "$j" nearest_feature_distance min),$(num "$j" feature_distance_below_1),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd),$(sub "$j" nearest_training_ncc median)" >> "$csv"
+      -o "$O/${name}_samples.png" --nifti "$O/${name}_samples.nii.gz" > "$O/$name.sample.log" 2>&1 \
+      || { tail -3 "$O/$name.sample.log" >&2; exit 1; }
+  "$A" eval --samples "$O/${name}_samples.nii.gz" --training "${refs[@]}" --features "$FOUNDATION" \
+    --quality-reference "${quality[@]}" --pairs-png "$O/${name}_pairs.png" --json "$O/$name.eval.json" > "$O/$name.eval.log" 2>&1 \
+    || { tail -3 "$O/$name.eval.log" >&2; exit 1; }
+  j=$O/$name.eval.json
+  echo "$name,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature_distance median),$(sub "$j" nearest_feature_distance min),$(num "$j" feature_distance_below_1),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd),$(sub "$j" nearest_training_ncc median)" >> "$csv"
 done
 {
   echo "$SAMPLES samples per model at ${MATRIX}², $SAMPLER_STEPS steps; $(ls "${refs[@]}" | wc -l) training volumes; models fine-tuned from $(basename "$FOUNDATION") for $STEPS steps of $BATCH."
