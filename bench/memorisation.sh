@@ -60,19 +60,19 @@ csv=$O/memorisation.csv
 echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_distance_median,feature_distance_min,feature_distance_below_1,kid,fd,training_kid,training_fd,training_ncc_median" > "$csv"
 num() { sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 sub() { sed -n "s/.*\"$2\": {[^}]*\"$3\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
-runs=()  # NAME:MODEL:SAMPLER OPTIONS (comma-separated)
+runs=()  # NAME:MODEL:SAMPLER OPTIONS (space-separated)
 for m in $MODELS; do
   case $m in
-    ambient) runs+=("ambient:ambient:--further-accel,5");;  # the ambient sampler: the network sees Ã x, as in training
+    ambient) runs+=("ambient:ambient:--further-accel 5");;  # the ambient sampler: the network sees Ã x, as in training
     block) for v in $BLOCK_VIEWS; do
-             runs+=("block_v$v:block:--further-blocks,$((BLOCKS + EXTRA_BLOCKS)),--block-size,$BLOCK_SIZE,--views,$v")
+             runs+=("block_v$v:block:--further-blocks $((BLOCKS + EXTRA_BLOCKS)) --block-size $BLOCK_SIZE --views $v")
            done;;
     *) runs+=("$m:$m:");;
   esac
 done
 for run in "${runs[@]}"; do
   IFS=: read -r name m opts <<< "$run"
-  further=(); [ -n "$opts" ] && IFS=, read -r -a further <<< "$opts"
+  further=(); [ -n "$opts" ] && read -r -a further <<< "$opts"
   [ -f "$O/${name}_samples.nii.gz" ] ||
     "$A" sample --model "$O/$m.pt" "${further[@]}" -n "$SAMPLES" --size "$MATRIX" --steps "$SAMPLER_STEPS" --seed "$SEED" \
       -o "$O/${name}_samples.png" --nifti "$O/${name}_samples.nii.gz" > "$O/$name.sample.log" 2>&1 \
