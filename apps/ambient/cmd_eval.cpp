@@ -119,6 +119,9 @@ int run_eval(const std::vector<std::string>& args) {
        "image by feature similarity")
       ("feature-sigma", po::value(&features.sigma)->default_value(features.sigma),
        "--features: the noise level the network is told")
+      ("feature-grid", po::value(&features.grid)->default_value(features.grid),
+       "--features: 1 averages each activation over the image; G over each cell of a G x G grid, so that layout "
+       "counts (docs/objectives.md)")
       ("quality-reference", po::value(&quality_reference)->multitoken(), "--features: real images (.nii.gz) to "
        "measure the samples' distribution against (kernel and Fréchet distances; the training images' distances to "
        "them are given too)")
@@ -218,7 +221,7 @@ int run_eval(const std::vector<std::string>& args) {
       if (m.training_features.distance.defined())
         report_feature_distance("  the training images' own nearest other training image, the same",
                                 "training_feature_distance", m.training_features.distance, out);
-      out.add("features", feature_model).add("feature_sigma", features.sigma);
+      out.add("features", feature_model).add("feature_sigma", features.sigma).add("feature_grid", features.grid);
     }
     if (m.has_quality) {
       std::cout << "distance to " << mc.quality_reference.size(0) << " real images: kernel (KID) "

@@ -57,6 +57,24 @@ TEST(Features, DescribeEachImageAtAnyScaleWithTheEncodersChannels) {
   auto nan = images.clone();
   nan[0][0][0] = std::nan("");
   EXPECT_THROW(image_features(model, nan), Error);
+  EXPECT_THROW(image_features(model, images, FeatureConfig{0.05, 2, 0}), Error);
+}
+
+TEST(Features, AGridSeesWhereThingsAre) {
+  // One bright square, top left or bottom right of a dark image: whole-image means hardly tell the two apart (the
+  // same content, moved), the cells of a 2 × 2 grid do. The grid's features are D values per cell, and their mean
+  // over the cells is the whole-image mean.
+  auto model = feature_network();
+  auto images = torch::zeros({2, 24, 24});
+  images[0].narrow(0, 2, 8).narrow(1, 2, 8).fill_(1);
+  images[1].narrow(0, 14, 8).narrow(1, 14, 8).fill_(1);
+  const int64_t d = 8 * 3 + 8 * 2;
+  auto whole = image_features(model, images);
+  auto cells = image_features(model, images, FeatureConfig{0.05, 32, 2});
+  ASSERT_EQ(cells.sizes(), (std::vector<int64_t>{2, d * 4}));
+  EXPECT_TRUE(torch::allclose(cells.reshape({2, d, 4}).mean(2), whole, 1e-4, 1e-5));
+  auto rel = [](const torch::Tensor& f) { return ((f[0] - f[1]).norm() / f[0].norm()).item<double>(); };
+  EXPECT_GT(rel(cells), 5 * rel(whole)) << "whole " << rel(whole) << ", grid " << rel(cells);
 }
 
 TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions) {

@@ -12,8 +12,9 @@ torch::Tensor image_features(const ModelPtr& model, const torch::Tensor& magnitu
   auto* edm = dynamic_cast<EdmDenoiserImpl*>(model.get());
   AMBIENT_CHECK(edm != nullptr, "features: the feature network must be an EDM UNet checkpoint, got a ", model->kind(),
                 " model (a TorchScript foundation exposes no encoder)");
-  AMBIENT_CHECK(config.sigma > 0 && config.batch >= 1, "features: expected σ > 0 and a batch >= 1, got σ ",
-                config.sigma, ", batch ", config.batch);
+  AMBIENT_CHECK(config.sigma > 0 && config.batch >= 1 && config.grid >= 1,
+                "features: expected σ > 0, a batch >= 1 and a grid >= 1, got σ ", config.sigma, ", batch ",
+                config.batch, ", grid ", config.grid);
   auto images = magnitudes.dim() == 2 ? magnitudes.unsqueeze(0) : magnitudes;
   AMBIENT_CHECK(images.dim() == 3 && !images.is_complex() && images.size(0) >= 1,
                 "features: expected real magnitude images [n, h, w], got ", shape_string(magnitudes.sizes().vec()));
@@ -30,7 +31,7 @@ torch::Tensor image_features(const ModelPtr& model, const torch::Tensor& magnitu
     auto x = images.narrow(0, b, k).unsqueeze(1);
     auto input = torch::cat({c_in * x, torch::zeros_like(x)}, 1);  // zero phase: real, imaginary
     if (cond > 0) input = torch::cat({input, torch::ones({k, cond, x.size(2), x.size(3)})}, 1);
-    parts.push_back(edm->net->features(input, torch::full({k}, std::log(config.sigma) / 4)));
+    parts.push_back(edm->net->features(input, torch::full({k}, std::log(config.sigma) / 4), config.grid));
   }
   return torch::cat(parts);
 }

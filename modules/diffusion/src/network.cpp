@@ -243,13 +243,16 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   return t.size(2) != h || t.size(3) != w ? t.narrow(2, 0, h).narrow(3, 0, w) : t;
 }
 
-torch::Tensor UNetImpl::features(const torch::Tensor& x, const torch::Tensor& c_noise) {
+torch::Tensor UNetImpl::features(const torch::Tensor& x, const torch::Tensor& c_noise, int64_t grid) {
+  AMBIENT_CHECK(grid >= 1, "features: expected a grid of at least 1, got ", grid);
   torch::Tensor emb;
   std::vector<torch::Tensor> skips, levels;
   auto middle = encode(x, c_noise, emb, skips, &levels);
   levels.push_back(middle);
   std::vector<torch::Tensor> means;
-  for (const auto& t : levels) means.push_back(t.to(torch::kFloat).mean({2, 3}));
+  for (const auto& t : levels)
+    means.push_back(grid == 1 ? t.to(torch::kFloat).mean({2, 3})
+                              : torch::adaptive_avg_pool2d(t.to(torch::kFloat), {grid, grid}).flatten(1));
   return torch::cat(means, 1);
 }
 

@@ -13,6 +13,8 @@ namespace ambient::diffusion {
 struct FeatureConfig {
   double sigma = 0.05;    ///< the noise level the network is told (no noise is added): small, so it describes detail
   int64_t batch = 32;     ///< images per network call
+  int64_t grid = 1;       ///< 1: each activation averaged over the image; G: over each cell of a G × G grid
+                          ///< (layout as well as content; D × G² values)
 };
 
 /// Features [n, D] float of magnitude images [n, h, w] (or one [h, w]): each image divided by its own intensity

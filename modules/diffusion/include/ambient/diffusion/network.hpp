@@ -59,7 +59,9 @@ struct UNetImpl : torch::nn::Module {
   /// What the encoder makes of x: the channel means of each level's last activation and of the middle block, [B, D]
   /// float (D = base channels × (sum of the multipliers + the last one)). A fixed description of an image for the
   /// sample measures of features.hpp; x and c_noise as for forward.
-  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& c_noise);
+  /// grid > 1: each activation averaged over a grid × grid partition of the image instead of the whole of it, so
+  /// the features say where things are as well as what they are (D × grid² values).
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& c_noise, int64_t grid = 1);
 
  private:
   /// The encoder and the middle block on x (padded to the stride): returns the middle output; fills the time
