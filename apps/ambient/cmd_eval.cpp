@@ -230,6 +230,10 @@ int run_eval(const std::vector<std::string>& args) {
       out.add("quality_reference_count", static_cast<double>(mc.quality_reference.size(0)));
       out.add("kid", m.kernel_distance).add("fd", m.frechet_distance);
       out.add("training_kid", m.reference_kernel_distance).add("training_fd", m.reference_frechet_distance);
+      std::cout << "pixel kernel distance (images averaged to " << mc.pixel_grid << "x" << mc.pixel_grid
+                << " cells): " << m.pixel_kernel_distance << "; the training images' own: "
+                << m.reference_pixel_kernel_distance << "\n";
+      out.add("pixel_kid", m.pixel_kernel_distance).add("training_pixel_kid", m.reference_pixel_kernel_distance);
     }
     if (!pairs_png.empty()) {
       const auto compared = diffusion::measure_training_set(t, mc.flips);

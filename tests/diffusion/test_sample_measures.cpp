@@ -77,6 +77,24 @@ TEST(Features, AGridSeesWhereThingsAre) {
   EXPECT_GT(rel(cells), 5 * rel(whole)) << "whole " << rel(whole) << ", grid " << rel(cells);
 }
 
+TEST(SampleMeasures, PixelKernelDistanceTellsFlatFieldsFromImages) {
+  // Samples of the reference's own kind are near it (unbiased KID: about 0); flat fields of the same brightness,
+  // what a sampler that only blurs draws, are far.
+  SampleMeasureConfig c;
+  c.feature_model = feature_network();
+  c.quality_reference = blobs(40, 7);
+  c.pixel_grid = 8;
+  auto training = blobs(6, 8);
+  auto like = measure_samples(blobs(40, 9), training, c);
+  auto flat = measure_samples(torch::full({40, 24, 24}, 0.5), training, c);
+  ASSERT_TRUE(like.has_quality && flat.has_quality);
+  EXPECT_LT(std::abs(like.pixel_kernel_distance), 0.02) << like.pixel_kernel_distance;
+  EXPECT_GT(flat.pixel_kernel_distance, 10 * std::max(0.002, std::abs(like.pixel_kernel_distance)))
+      << flat.pixel_kernel_distance << " vs " << like.pixel_kernel_distance;
+  EXPECT_EQ(pixel_descriptors(training, 8).sizes(), (std::vector<int64_t>{6, 64}));
+  EXPECT_THROW(pixel_descriptors(training, 0), Error);
+}
+
 TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions) {
   auto training = blobs(6, 2);
   auto samples = torch::stack({centred_flip(training[4], 0) * 2.5, blobs(1, 3)[0]});

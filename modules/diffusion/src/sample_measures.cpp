@@ -4,6 +4,7 @@
 
 #include "ambient/core/error.hpp"
 #include "ambient/diffusion/batch.hpp"
+#include "ambient/mri/prepare.hpp"
 
 namespace ambient::diffusion {
 namespace {
@@ -21,6 +22,13 @@ torch::Tensor to_unit_range(const torch::Tensor& image) {
 }
 
 }  // namespace
+
+torch::Tensor pixel_descriptors(const torch::Tensor& images_in, int64_t grid) {
+  AMBIENT_CHECK(grid >= 1, "pixel descriptors: expected a grid of at least 1, got ", grid);
+  const auto images = magnitudes(images_in, "images");
+  const auto scaled = images / mri::intensity_scale(images, 1e-12).reshape({-1, 1, 1});
+  return torch::adaptive_avg_pool2d(scaled.unsqueeze(1), {grid, grid}).flatten(1);
+}
 
 torch::Tensor measure_training_set(const torch::Tensor& training, bool flips) {
   auto t = magnitudes(training, "training images");
@@ -66,6 +74,9 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
     m.frechet_distance = mri::frechet_distance(raw_samples, fr);
     m.reference_kernel_distance = mri::kernel_distance(ft, fr);
     m.reference_frechet_distance = mri::frechet_distance(ft, fr);
+    const auto pr = pixel_descriptors(c.quality_reference, c.pixel_grid);
+    m.pixel_kernel_distance = mri::kernel_distance(pixel_descriptors(samples, c.pixel_grid), pr);
+    m.reference_pixel_kernel_distance = mri::kernel_distance(pixel_descriptors(training, c.pixel_grid), pr);
     m.has_quality = true;
   }
   return m;

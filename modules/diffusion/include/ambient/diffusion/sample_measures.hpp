@@ -18,6 +18,7 @@ struct SampleMeasureConfig {
   ModelPtr feature_model;          ///< the fixed feature network (features.hpp); none: pixels only
   FeatureConfig features;
   torch::Tensor quality_reference;  ///< real magnitude images [r, h, w] for the kernel and Fréchet distances
+  int64_t pixel_grid = 16;          ///< the pixel kernel distance's images: each averaged to pixel_grid² cells
 };
 
 struct SampleMeasures {
@@ -35,6 +36,10 @@ struct SampleMeasures {
   double frechet_distance = 0;
   double reference_kernel_distance = 0;  ///< training images against quality_reference: what real images score
   double reference_frechet_distance = 0;
+  /// The kernel distance of the images themselves, each scaled to its own intensity (99th percentile) and averaged
+  /// to pixel_grid × pixel_grid cells: what a reader sees at a glance (head, skull, brain, background), no network.
+  double pixel_kernel_distance = 0;
+  double reference_pixel_kernel_distance = 0;
   bool has_features = false, has_quality = false;
 };
 
@@ -47,6 +52,9 @@ torch::Tensor measure_training_set(const torch::Tensor& training, bool flips);
 /// comparable: the Fréchet distance is biased by the number of images).
 SampleMeasures measure_samples(const torch::Tensor& samples, const torch::Tensor& training,
                                const SampleMeasureConfig& config);
+
+/// The images as the pixel kernel distance sees them: [n, grid²].
+torch::Tensor pixel_descriptors(const torch::Tensor& magnitudes, int64_t grid);
 
 /// The fraction of values above `threshold`.
 double fraction_above(const torch::Tensor& values, double threshold);
