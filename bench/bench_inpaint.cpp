@@ -133,6 +133,8 @@ int main(int argc, char** argv) try {
     }
   auto seen = torch::stack(masks);  // [T·S, 1, H, W]
   auto kept = torch::stack(a_masks);  // A
+  std::vector<torch::Tensor> views_of_a{seen};  // --views: Ã, then A ∩ B_v
+  for (int64_t v = 1; v < views; ++v) views_of_a.push_back(torch::stack(view_masks[static_cast<size_t>(v)]));
   auto truth = x.repeat({trials, 1, 1, 1});
   std::printf("bench_inpaint: %lld slices x %lld trials of %lldx%lld; Ã hides %.1f%% of the pixels (%lld + %lld "
               "boxes of %s)\n", static_cast<long long>(n), static_cast<long long>(trials), static_cast<long long>(ny),
@@ -191,9 +193,7 @@ int main(int argc, char** argv) try {
         one.add(out, truth, kept);
         inpaint[label + ", 1 view"].push_back(one);
         if (views > 1) {
-          std::vector<torch::Tensor> vm{seen};
-          for (int64_t v = 1; v < views; ++v) vm.push_back(torch::stack(view_masks[static_cast<size_t>(v)]));
-          auto many = diffusion::seen_through_views(d, vm)(kept * (truth + sigmas[k] * noise[k]), sigma, {});
+          auto many = diffusion::seen_through_views(d, views_of_a)(kept * (truth + sigmas[k] * noise[k]), sigma, {});
           all.add(many, truth, kept);
           inpaint[label + ", " + std::to_string(views) + " views"].push_back(all);
           if (k == 0) preview.push_back(diffusion::from_channels(many.narrow(0, 0, 1))[0].abs());
