@@ -107,6 +107,7 @@ TEST(SeenThrough, RefusesMasksOfTheWrongShape) {
   EXPECT_THROW(seen_through_views(spy.fn(), {}), ambient::Error);
   EXPECT_THROW(seen_through_views(spy.fn(), {torch::ones({2, 1, 8, 8}), torch::ones({2, 1, 8, 7})}), ambient::Error);
   EXPECT_THROW(seen_through_views(spy.fn(), {torch::ones({2, 8, 8})}), ambient::Error);
+  EXPECT_THROW(seen_through_views(spy.fn(), {torch::Tensor(), torch::ones({2, 1, 8, 8})}), ambient::Error);
 }
 
 namespace {

@@ -40,14 +40,14 @@ DenoiserFn seen_through(DenoiserFn d, FurtherCorruption a_tilde) {
 DenoiserFn seen_through_views(DenoiserFn d, std::vector<torch::Tensor> masks) {
   AMBIENT_CHECK(d && !masks.empty(), "seen_through_views: expected a denoiser and at least one mask");
   for (auto& m : masks) {
-    AMBIENT_CHECK(m.defined() && m.dim() == 4 && m.size(1) == 1 && m.sizes() == masks[0].sizes(),
-                  "seen_through_views: expected masks [B, 1, H, W] of one shape, got ",
-                  m.defined() ? shape_string(m.sizes().vec()) : std::string("none"), " and ",
-                  shape_string(masks[0].sizes().vec()));
+    AMBIENT_CHECK(m.defined() && m.dim() == 4 && m.size(1) == 1,
+                  "seen_through_views: expected masks [B, 1, H, W], got ",
+                  m.defined() ? shape_string(m.sizes().vec()) : std::string("none"));
+    AMBIENT_CHECK(m.sizes() == masks[0].sizes(), "seen_through_views: masks of different shapes, ",
+                  shape_string(m.sizes().vec()), " and ", shape_string(masks[0].sizes().vec()));
     m = m.to(torch::kFloat);
   }
-  auto coverage = torch::zeros_like(masks[0]);
-  for (const auto& m : masks) coverage = coverage + m;
+  const auto coverage = torch::stack(masks).sum(0);  // how many views show each pixel
   return [d = std::move(d), masks = std::move(masks), coverage](const torch::Tensor& x, const torch::Tensor& sigma,
                                                                 const torch::Tensor&) {
     torch::Tensor shown, all;  // Σ_k m_k D_k and Σ_k D_k
