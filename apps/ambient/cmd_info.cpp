@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "ambient/diffusion/trainer.hpp"
+#include "ambient/mri/coils.hpp"
 #include "ambient/mri/io.hpp"
 #include "cli.hpp"
 
@@ -45,6 +46,7 @@ int run_info(const std::vector<std::string>& args) {
   const mri::Scan s = mri::read_scan(file, ro);
   const int64_t sampled = s.mask.sum().item<int64_t>();
   const int64_t acs = s.calib[0].sum().item<int64_t>();
+  const int64_t calibration = s.calibration_lines()[0].sum().item<int64_t>();
   const auto vox = s.geometry.voxel_size(s.ny(), s.nx());
   const auto& g0 = s.geometry.slices.at(0);
   auto vec = [](const mri::Vec3& v) {
@@ -56,7 +58,7 @@ int run_info(const std::vector<std::string>& args) {
     JsonObject j;
     j.add("file", file).add("format", s.format).add("slices", s.slices()).add("coils", s.coils());
     j.add("ky", s.ny()).add("kx", s.nx()).add("sampled_lines", sampled).add("acceleration", s.acceleration());
-    j.add("acs_lines", acs).add("calibration_only_lines", s.calib_ksp.defined() ? 1.0 : 0.0);
+    j.add("acs_lines", acs).add("calibration_lines", calibration).add("calibration_only_lines", s.calib_ksp.defined() ? 1.0 : 0.0);
     j.add("noise_samples", s.noise.defined() ? s.noise.size(1) : 0).add("prewhitened", s.prewhitened ? 1.0 : 0.0);
     j.add_raw("fov_mm", vec(s.geometry.fov_mm)).add_raw("voxel_mm", vec(vox));
     j.add_raw("position_first_slice", vec(g0.position)).add_raw("read_dir", vec(g0.read_dir));
@@ -75,6 +77,8 @@ int run_info(const std::vector<std::string>& args) {
             << "acceleration  R = " << s.acceleration() << "\n"
             << "ACS lines     " << acs << " (slice 0)" << (s.calib_ksp.defined() ? ", with calibration-only lines" : "")
             << "\n"
+            << "calibration   " << calibration << " lines (slice 0: the ACS lines and the sampled lines next to them; "
+            << "ESPIRiT uses the central " << mri::EspiritConfig{}.calib_size << " by default)\n"
             << "noise scan    "
             << (s.noise.defined() ? std::to_string(s.noise.size(1)) + " samples per coil" +
                                         (s.prewhitened ? ", data prewhitened" : "")

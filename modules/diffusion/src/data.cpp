@@ -99,7 +99,7 @@ class ScanSource final : public Source {
   Example load(int64_t f, int64_t s) override {
     if (f != cached_) {
       scan_ = mri::read_scan(paths_[f]);
-      maps_ = mri::espirit_maps_batch(scan_.calibration_kspace(), scan_.calib, cfg_.espirit);
+      maps_ = mri::espirit_maps_batch(scan_.calibration_kspace(), scan_.calibration_lines(), cfg_.espirit);
       cached_ = f;
     }
     auto ksp = scan_.ksp[s];

@@ -30,13 +30,14 @@ torch::Tensor shared_espirit_maps(const mri::Scan& scan, const mri::EspiritConfi
                                   const StageMonitor& monitor) {
   const auto mine = shard(scan.slices(), group.rank(), group.world());
   const auto calib_ksp = scan.calibration_kspace();
+  const auto calib_lines = scan.calibration_lines();
   auto maps = torch::zeros_like(scan.ksp);
   const std::string stage = "coil maps (ESPIRiT)";
   const auto total = static_cast<int64_t>(mine.size());
   report(monitor, stage, 0, total);
   for (size_t i = 0; i < mine.size(); ++i) {
     const int64_t s = mine[i];
-    maps[s].copy_(mri::espirit_maps(calib_ksp[s], scan.calib[s], config));
+    maps[s].copy_(mri::espirit_maps(calib_ksp[s], calib_lines[s], config));
     report(monitor, stage, static_cast<int64_t>(i) + 1, total);
   }
   sum_over_ranks(group, maps);

@@ -26,6 +26,29 @@ torch::Tensor Scan::kspace_mask() const {
   return mask.to(torch::kFloat).reshape({slices(), 1, ny(), 1});
 }
 
+torch::Tensor Scan::calibration_lines() const {
+  AMBIENT_CHECK(mask.defined() && calib.defined() && mask.sizes() == calib.sizes() && mask.dim() == 2,
+                "scan ", source, ": expected line and calibration masks [slice, ky] of one shape");
+  auto out = calib.to(torch::kBool).clone().contiguous();
+  const auto sampled = (mask.to(torch::kBool) | out).contiguous();
+  auto o = out.accessor<bool, 2>();
+  auto a = sampled.accessor<bool, 2>();
+  const int64_t n = out.size(1);
+  for (int64_t s = 0; s < out.size(0); ++s) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < n && !o[s][lo]) ++lo;
+    while (hi >= 0 && !o[s][hi]) --hi;
+    if (lo > hi) continue;  // no ACS lines: nothing to widen (ESPIRiT says so)
+    bool one_run = true;
+    for (int64_t k = lo; k <= hi; ++k) one_run = one_run && a[s][k];
+    if (!one_run) continue;  // gaps among the ACS lines: leave them as flagged
+    while (lo > 0 && a[s][lo - 1]) --lo;
+    while (hi < n - 1 && a[s][hi + 1]) ++hi;
+    for (int64_t k = lo; k <= hi; ++k) o[s][k] = true;
+  }
+  return out;
+}
+
 double Scan::acceleration() const {
   const double sampled = mask.to(torch::kFloat).sum().item<double>();
   AMBIENT_CHECK(sampled > 0, "scan ", source, ": no sampled lines");

@@ -49,6 +49,11 @@ struct Scan {
   int64_t nx() const { return ksp.size(3); }
   /// ksp with calibration-only lines filled in (what ESPIRiT should see).
   torch::Tensor calibration_kspace() const { return calib_ksp.defined() ? calib_ksp : ksp; }
+  /// [slice, ky] bool: the lines ESPIRiT calibrates on. The ACS lines, widened over the sampled lines next to them
+  /// (a fully sampled centre is calibration data whether or not the file flags it, as BART's ecalib detects it);
+  /// the ACS lines as they are when they are not one run. A fully sampled scan flagging 8 ACS lines calibrates on
+  /// its whole centre (ESPIRiT keeps EspiritConfig::calib_size of it), not on 8 lines.
+  torch::Tensor calibration_lines() const;
   /// The sampling mask broadcastable to ksp: [slice, 1, ky, 1] float.
   torch::Tensor kspace_mask() const;
   /// Acceleration over all slices (lines / sampled lines).
