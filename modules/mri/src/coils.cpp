@@ -42,10 +42,15 @@ torch::Tensor espirit_maps(const torch::Tensor& ksp, const torch::Tensor& calib_
                 "ESPIRiT: expected complex64 k-space [coil, ky, kx], got ", shape_string(ksp.sizes().vec()));
   AMBIENT_CHECK(calib_lines.dim() == 1 && calib_lines.size(0) == ksp.size(1),
                 "ESPIRiT: expected calibration lines [", ksp.size(1), "], got ", shape_string(calib_lines.sizes().vec()));
-  const int64_t C = ksp.size(0), ny = ksp.size(1), nx = ksp.size(2), k = cfg.kernel;
+  const int64_t C = ksp.size(0), ny = ksp.size(1), nx = ksp.size(2);
   auto lines = torch::nonzero(calib_lines.to(torch::kBool)).flatten();
   int64_t cy = lines.numel();
-  AMBIENT_CHECK(cy >= k + 1, "ESPIRiT: expected at least ", k + 1, " calibration lines for a ", k,
+  // A k x k kernel on cy lines gives cy - k + 1 rows of patches. Below k - 1 rows (6 x 6 on 8 lines: 3) the signal
+  // subspace is estimated so poorly that the top eigenvalue falls below the crop inside dim tissue, and the maps
+  // (and the image) are zeroed there: a 64² scan with 8 ACS lines lost most of the brain. The kernel shrinks to
+  // (cy + 2) / 2 then (8 lines: 5 x 5, 4 rows; 10 lines or more keep 6 x 6).
+  const int64_t k = std::min<int64_t>(cfg.kernel, std::max<int64_t>(3, (cy + 2) / 2));
+  AMBIENT_CHECK(cy >= k + 2, "ESPIRiT: expected at least ", k + 2, " calibration lines for a ", k,
                 "x", k, " kernel, got ", cy, "; acquire more ACS lines or use --kernel smaller");
   int64_t y0 = lines[0].item<int64_t>();
   AMBIENT_CHECK(lines[-1].item<int64_t>() - y0 + 1 == cy, "ESPIRiT: expected contiguous calibration lines, got ",

@@ -8,7 +8,7 @@
 namespace ambient::mri {
 
 struct EspiritConfig {
-  int64_t kernel = 6;            ///< k-space kernel width (k x k)
+  int64_t kernel = 6;            ///< k-space kernel width (k x k); at most (calibration lines + 2) / 2
   int64_t calib_size = 24;       ///< at most this many central samples in kx and of the calibration lines in ky
   double threshold = 0.02;       ///< keep singular vectors with s > threshold * s_max (signal subspace)
   double crop = 0.8;             ///< zero the map where the top eigenvalue is below this (outside the object)
