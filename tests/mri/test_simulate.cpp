@@ -39,6 +39,17 @@ mri::SimulateConfig small_config() {
   return c;
 }
 
+// 8 coils, R = 4, SNR 40, at a matrix and centre fraction.
+mri::SimulateConfig rate_four_config(int64_t matrix, double center_fraction) {
+  auto c = small_config();
+  c.matrix = matrix;
+  c.coils = 8;
+  c.acceleration = 4;
+  c.center_fraction = center_fraction;
+  c.snr = 40;
+  return c;
+}
+
 // PSNR of zero-filled and of CG-SENSE (ESPIRiT maps, λ 0.01) for a simulated scan written to ISMRMRD and read back.
 struct ZeroFilledAndCg {
   double zero_filled, cg_sense;
@@ -167,12 +178,7 @@ TEST(SimulateIntegration, FullySampledScanCalibratesOnItsWholeCentre) {
 // most of the brain to the crop (CG-SENSE 16.3 dB on a Colin27 slice, below zero-filled's 20.7); ESPIRiT now
 // shrinks the kernel to 5 x 5 (24.4 dB).
 TEST(SimulateIntegration, FewAcsLinesAtSmallMatricesStillGiveMapsThatCoverTheBrain) {
-  auto c = small_config();
-  c.coils = 8;
-  c.acceleration = 4;
-  c.center_fraction = 0.125;
-  c.snr = 40;
-  auto sim = mri::simulate(ch2(), c);
+  auto sim = mri::simulate(ch2(), rate_four_config(64, 0.125));
   ASSERT_EQ(sim.scan.calib[0].sum().item<int64_t>(), 8);
   const auto r = reconstruct_written(sim, "sim_r4_acs8.h5");
   EXPECT_GT(r.cg_sense, r.zero_filled + 2.0) << "zero-filled " << r.zero_filled << " dB, CG-SENSE " << r.cg_sense
@@ -202,13 +208,7 @@ TEST(Scan, CalibrationLinesWidenTheAcsOverTheSampledLinesNextToThem) {
 }
 
 TEST(SimulateIntegration, CgSenseBeatsZeroFilledAtRateFour) {
-  auto c = small_config();
-  c.matrix = 96;
-  c.coils = 8;
-  c.acceleration = 4;
-  c.center_fraction = 0.12;
-  c.snr = 40;
-  const auto r = reconstruct_written(mri::simulate(ch2(), c), "sim_r4.h5");
+  const auto r = reconstruct_written(mri::simulate(ch2(), rate_four_config(96, 0.12)), "sim_r4.h5");
   EXPECT_GT(r.cg_sense, r.zero_filled + 3.0) << "zero-filled " << r.zero_filled << " dB, CG-SENSE " << r.cg_sense
                                              << " dB";
 }
