@@ -58,7 +58,8 @@ int run_info(const std::vector<std::string>& args) {
     JsonObject j;
     j.add("file", file).add("format", s.format).add("slices", s.slices()).add("coils", s.coils());
     j.add("ky", s.ny()).add("kx", s.nx()).add("sampled_lines", sampled).add("acceleration", s.acceleration());
-    j.add("acs_lines", acs).add("calibration_lines", calibration).add("calibration_only_lines", s.calib_ksp.defined() ? 1.0 : 0.0);
+    j.add("acs_lines", acs).add("calibration_lines", calibration);
+    j.add("calibration_only_lines", s.calib_ksp.defined() ? 1.0 : 0.0);
     j.add("noise_samples", s.noise.defined() ? s.noise.size(1) : 0).add("prewhitened", s.prewhitened ? 1.0 : 0.0);
     j.add_raw("fov_mm", vec(s.geometry.fov_mm)).add_raw("voxel_mm", vec(vox));
     j.add_raw("position_first_slice", vec(g0.position)).add_raw("read_dir", vec(g0.read_dir));

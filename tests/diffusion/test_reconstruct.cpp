@@ -281,8 +281,9 @@ TEST(VolumeRecon, OneProcessGivesWhatEachMethodGivesAlone) {
   };
   // Coil maps: each slice's own ESPIRiT, as espirit_maps gives it.
   const auto maps = shared_espirit_maps(scan, mri::EspiritConfig{}, lone, monitor);
+  const auto lines = scan.calibration_lines();
   for (int64_t s = 0; s < scan.slices(); ++s)
-    EXPECT_TRUE(torch::equal(maps[s], mri::espirit_maps(scan.calibration_kspace()[s], scan.calibration_lines()[s], {}))) << s;
+    EXPECT_TRUE(torch::equal(maps[s], mri::espirit_maps(scan.calibration_kspace()[s], lines[s], {}))) << s;
   EXPECT_EQ(stages, std::vector<std::string>{"coil maps (ESPIRiT)"});
   EXPECT_EQ(last_done, scan.slices());
 
