@@ -22,7 +22,8 @@ RS=${RS:-4 8}
 TEST_SLICES=${TEST_SLICES:-4}
 TRAIN_EVERY=${TRAIN_EVERY:-1}
 TRAIN_MATRIX=${TRAIN_MATRIX:-128}
-# 8% centre lines, and at least 8 (ESPIRiT's 6x6 kernel needs 7) at small matrices.
+# 8% centre lines, and at least 8 at small matrices (ESPIRiT calibrates 8 lines with a 5x5 kernel, 10 or more with 6x6;
+# the clean, fully sampled files calibrate on their whole centre: Scan::calibration_lines).
 TRAIN_CENTRE=$(echo "c = 8 / $TRAIN_MATRIX; if (c < 0.08) c = 0.08; c" | bc -l)
 [ -x "$A" ] || { echo "make_dataset: $A is missing: build first (scripts/setup.sh)" >&2; exit 1; }
 mkdir -p "$O"
