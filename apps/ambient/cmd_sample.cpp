@@ -8,6 +8,7 @@
 
 #include "ambient/core/error.hpp"
 #include "ambient/core/seed.hpp"
+#include "ambient/diffusion/inpaint.hpp"
 #include "ambient/diffusion/objectives.hpp"
 #include "ambient/diffusion/samplers.hpp"
 #include "ambient/diffusion/seen_through.hpp"
@@ -77,7 +78,6 @@ int run_sample(const std::vector<std::string>& args) {
                 "sample --views: several views are of image masks: give --further-delta or --further-blocks");
   if (further_delta > 0 || further_accel > 0 || further_blocks > 0) {
     AMBIENT_CHECK(model->cond_channels() == 1, "sample: the ambient sampler needs a model trained with a mask channel");
-    auto gen_mask = at::detail::createCPUGenerator(derive_seed(seed, SeedStream::sample_corruption, 0));
     if (further_accel > 0) {
       // Single-coil: the adjoint image of the line-masked spectrum, Ã = M̃ F.
       std::vector<torch::Tensor> rows;
@@ -89,22 +89,9 @@ int run_sample(const std::vector<std::string>& args) {
                                                                 torch::stack(rows)));
     } else {
       // View 0 is the one fixed Ã that a single-view run draws; further views draw their own.
-      std::vector<torch::Tensor> masks;
-      for (int64_t k = 0; k < views; ++k) {
-        if (further_delta > 0) {
-          masks.push_back((torch::rand({n, 1, size, size}, gen_mask) >= further_delta).to(torch::kFloat));
-          continue;
-        }
-        std::vector<torch::Tensor> per_sample;
-        for (int64_t i = 0; i < n; ++i) {
-          const auto ui = static_cast<uint64_t>(i), uk = static_cast<uint64_t>(k);
-          const auto mask_seed = k == 0 ? derive_seed(seed, SeedStream::further_masks, ui)
-                                        : derive_seed(seed, SeedStream::further_masks, ui, uk);
-          per_sample.push_back(mri::random_blocks(size, size, further_blocks, sizes[0], sizes[1],
-                                                  static_cast<uint32_t>(mask_seed)));
-        }
-        masks.push_back(torch::stack(per_sample).unsqueeze(1).to(torch::kFloat));
-      }
+      diffusion::ViewDraw draw;
+      draw.blocks = further_blocks, draw.min_size = sizes[0], draw.max_size = sizes[1], draw.delta = further_delta;
+      const auto masks = diffusion::draw_views(n, size, size, views, draw, seed);
       d = views == 1 ? diffusion::seen_through(d, diffusion::image_corruption(masks[0]))
                      : diffusion::seen_through_views(d, masks);
     }
