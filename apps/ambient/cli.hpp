@@ -85,6 +85,7 @@ int run_convert(const std::vector<std::string>& args);
 int run_pretrain(const std::vector<std::string>& args);
 int run_finetune(const std::vector<std::string>& args);
 int run_sample(const std::vector<std::string>& args);
+int run_inpaint(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
 int run_export(const std::vector<std::string>& args);
 

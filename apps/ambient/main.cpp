@@ -28,6 +28,7 @@ commands:
   pretrain   train the diffusion model on clean slices (NIfTI volumes or fully sampled scans)
   finetune   fine-tune a model with the ambient objective on corrupted scans only
   sample     draw samples from a trained model (PNG grid, NIfTI)
+  inpaint    fill the pixels a mask hid in a magnitude volume by posterior sampling with a trained model
   eval       PSNR/SSIM/NMSE against a reference; memorisation of samples (nearest training image NCC)
   export     reduce a training checkpoint to its EMA weights (to ship or fine-tune)
 
@@ -96,9 +97,10 @@ int main(int argc, char** argv) {
     if (command == "pretrain") return ambient::app::run_pretrain(rest);
     if (command == "finetune") return ambient::app::run_finetune(rest);
     if (command == "sample") return ambient::app::run_sample(rest);
+    if (command == "inpaint") return ambient::app::run_inpaint(rest);
     if (command == "eval") return ambient::app::run_eval(rest);
     if (command == "export") return ambient::app::run_export(rest);
-    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, eval, export; see 'ambient --help')");
+    ambient::fail("unknown command '", command, "' (commands: info, simulate, recon, convert, pretrain, finetune, sample, inpaint, eval, export; see 'ambient --help')");
   } catch (const ambient::Error& e) {
     return report(e.what());
   } catch (const c10::Error& e) {

@@ -116,6 +116,28 @@ grep -q "sampling: 8 samples x 1 steps" post_k.log && ok "ambient-Fourier models
 "$AMBIENT" sample --model straight.pt -n 2 --size 32 --steps 2 --further-delta 0.3 -o never.png > e6.log 2>&1 \
   && bad "ambient sampler on a maskless model accepted" || ok "ambient sampler needs a mask channel"
 "$AMBIENT" simulate -o ref_scan.h5 -r ref.nii.gz --matrix 64 --count 4 --center-fraction 0.16 --seed 5 > /dev/null
+# inpaint: boxes erased from a clean volume, filled by the block model seeing the iterate through views.
+I=(--model ftb.pt --further-blocks 8 --block-size 8,24 --views 2 --samples 2 --steps 3)
+"$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --erase-blocks 6 -o inp.nii.gz --std inp_std.nii.gz \
+  --write-mask inp_mask.nii.gz --metrics inp.json --png inp_png > inp.log 2>&1 && [ -s inp_std.nii.gz ] \
+  && [ -s inp_png/slice_003.png ] && grep -q '"hole_nmse"' inp.json && grep -q "% of the pixels hidden" inp.log \
+  && ok "inpaint --erase-blocks: filled volume, std, mask, metrics, previews" || { bad "inpaint"; cat inp.log; }
+"$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --mask inp_mask.nii.gz -o inp2.nii.gz > /dev/null 2>&1 \
+  && cmp -s inp.nii.gz inp2.nii.gz && ok "inpaint --mask with the written mask repeats the --erase-blocks run" \
+  || bad "inpaint --mask differs from --erase-blocks"
+"$AMBIENT" inpaint --model straight.pt -i ref.nii.gz --mask inp_mask.nii.gz --samples 1 --steps 2 -o inp3.nii.gz \
+  > inp3.log 2>&1 && grep -q "sees the iterate itself" inp3.log && ok "inpaint with a model trained on clean images" \
+  || { bad "inpaint with a clean model"; cat inp3.log; }
+"$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --mask inp_mask.nii.gz --erase-blocks 6 -o never.nii.gz > e12.log 2>&1 \
+  && bad "inpaint with --mask and --erase-blocks accepted" || { grep -q "not both" e12.log \
+  && ok "inpaint: --mask or --erase-blocks" || bad "inpaint --mask/--erase-blocks message"; }
+"$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --mask samples.nii.gz -o never.nii.gz > e13.log 2>&1 \
+  && bad "inpaint with a mask of another shape accepted" || { grep -q "differs from the image" e13.log \
+  && ok "inpaint: mask shape checked" || bad "inpaint mask shape message"; }
+"$AMBIENT" inpaint --model ftb.pt -i ref.nii.gz --erase-blocks 6 -o never.nii.gz > e14.log 2>&1 \
+  && bad "inpaint views without their draw accepted" || { grep -q "say how training drew" e14.log \
+  && ok "inpaint: views need --further-blocks" || bad "inpaint views message"; }
+[ ! -e never.nii.gz ] && ok "refused inpaint runs write nothing" || bad "a refused inpaint run wrote output"
 "$AMBIENT" eval --reference ref.nii.gz post.nii.gz --json eval.json > eval.log 2>&1 && grep -q '"psnr"' eval.json \
   && ok "eval metrics" || { bad "eval metrics"; cat eval.log; }
 "$AMBIENT" eval --reference ref.nii.gz post.nii.gz --std post_std.nii.gz --reliability-png rel.png --json cal.json \

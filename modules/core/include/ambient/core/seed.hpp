@@ -20,7 +20,8 @@ enum class SeedStream : uint64_t {
   slice_draws = 10,       ///< the fixed draws of slice s of file f of a training source (phase, boxes), by (f, s)
   further_masks = 11,     ///< the fixed further corruption Ã of sample i at inference (recon, sample), by i
   recon_ranks = 12,       ///< the seed of rank r > 0 of a distributed reconstruction, by r
-  sample_corruption = 13  ///< the generator of `ambient sample`'s pixel masks (index 0)
+  sample_corruption = 13, ///< the generator of `ambient sample`'s pixel masks (index 0)
+  inpaint_masks = 14      ///< the boxes `ambient inpaint --erase-blocks` erases from slice s, by s
 };
 
 /// A seed for item `index` of `stream`, derived from `seed` with a splitmix64 finaliser: nearby inputs give
