@@ -31,7 +31,7 @@ int run_inpaint(const std::vector<std::string>& args) {
   std::string model_path, image_path, mask_path, output, std_path, png_dir, reference, metrics_path, mask_out,
       block_size = "8,32", precision;
   int64_t erase_blocks = 0, slice_batch = 8;
-  double further_delta = 0;
+  double further_delta = 0, gamma_floor = -1;
   diffusion::InpaintConfig ic;
   ic.posterior.noise_var = 1e-4;
   opts.add_options()
@@ -64,6 +64,9 @@ int run_inpaint(const std::vector<std::string>& args) {
       ("noise-var", po::value(&ic.posterior.noise_var)->default_value(ic.posterior.noise_var),
        "noise variance of the observed pixels per complex sample, with each slice scaled so that its observed "
        "pixels' 99th percentile is 1")
+      ("gamma-floor", po::value(&gamma_floor)->default_value(-1),
+       "error variance the model's estimate keeps at σ → 0 (network units), so that the observed pixels follow "
+       "the data where no view showed them to the network; -1: 0.01 for models with a mask channel, 0 otherwise")
       ("slice-batch", po::value(&slice_batch)->default_value(slice_batch), "slices sampled together (memory)")
       ("seed", po::value(&ic.seed)->default_value(ic.seed), "seed (the result is deterministic for it)")
       ("precision", po::value(&precision)->default_value("auto"), "auto | fp32 | bf16 for the network");
@@ -113,6 +116,9 @@ int run_inpaint(const std::vector<std::string>& args) {
                 "inpaint --views ", ic.views, ": say how training drew Ã, with --further-blocks N (finetune's --blocks "
                 "plus --extra-blocks) and --block-size, or --further-delta for a pixel model; or use --views 0");
   AMBIENT_CHECK(ic.draw.blocks == 0 || further_delta == 0, "inpaint: give --further-blocks or --further-delta, not both");
+  AMBIENT_CHECK(gamma_floor == -1 || gamma_floor >= 0, "inpaint --gamma-floor: expected >= 0 (or -1, the default), got ",
+                gamma_floor);
+  ic.posterior.gamma_floor = gamma_floor >= 0 ? gamma_floor : (cond > 0 ? 0.01 : 0.0);
 
   const mri::Volume volume = mri::read_nifti(image_path);
   const auto image = volume.data.to(torch::kFloat);  // [S, H, W]

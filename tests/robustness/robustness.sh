@@ -111,6 +111,7 @@ ref_readers=(
   "eval --reference @ good_recon.nii.gz --json out/x.json"
   "simulate -i @ -o out/x.h5 --matrix 32 --count 2 --coils 4"
   "pretrain --data @ --matrix 32 --base-channels 8 --steps 1 --batch 1 --out out/x.pt"
+  "inpaint --model good.pt -i @ --erase-blocks 4 --block-size 4,8 --samples 1 --steps 2 -o out/x.nii.gz"
 )
 ckpt_readers=(
   "info @"
@@ -118,6 +119,7 @@ ckpt_readers=(
   "sample --model @ -n 1 --size 32 --steps 2 -o out/x.png"
   "recon good_ism.h5 --method posterior --model @ --steps 2 --samples 1 -o out/x.nii.gz"
   "finetune --data good_ism.h5 --init @ --steps 1 --batch 1 --out out/x.pt"
+  "inpaint --model @ -i good_ref.nii.gz --erase-blocks 4 --block-size 4,8 --samples 1 --steps 2 -o out/x.nii.gz"
 )
 # run_readers MODE CLASS FILE READERS...
 run_readers() {
@@ -169,6 +171,7 @@ run_case refuse shapes good48_ref.nii.gz "$A" recon good_ism.h5 -o out/x.nii.gz 
 run_case refuse shapes good48_ref.nii.gz "$A" eval --reference good48_ref.nii.gz good_recon.nii.gz --json out/x.json
 run_case refuse shapes good_ref.nii.gz "$A" recon good48.h5 --method posterior --model good_ft.pt --steps 2 --samples 1 -o out/x.nii.gz --reference good_ref.nii.gz
 run_case refuse shapes --coil-maps "$A" recon good_ism.h5 --coil-maps maps48.cfl -o out/x.nii.gz
+run_case refuse shapes good48_ref.nii.gz "$A" inpaint --model good.pt -i good_ref.nii.gz --mask good48_ref.nii.gz -o out/x.nii.gz
 
 # 4. Absurd options.
 while IFS='|' read -r named args; do
@@ -199,6 +202,10 @@ done <<'EOF'
 --to|convert good_ism.h5 -o out/x.h5 --to magic
 -n|sample --model good.pt -n 0 -o out/x.png
 --size|sample --model good.pt -n 1 --size 0 -o out/x.png
+--samples|inpaint --model good.pt -i good_ref.nii.gz --erase-blocks 4 --block-size 4,8 --samples 0 -o out/x.nii.gz
+--noise-var|inpaint --model good.pt -i good_ref.nii.gz --erase-blocks 4 --block-size 4,8 --noise-var -1 -o out/x.nii.gz
+--block-size|inpaint --model good.pt -i good_ref.nii.gz --erase-blocks 4 --block-size 8,4 -o out/x.nii.gz
+--erase-blocks|inpaint --model good.pt -i good_ref.nii.gz -o out/x.nii.gz
 --threads|--threads 0 info good_ism.h5
 --no-such-option|recon good_ism.h5 -o out/x.nii.gz --no-such-option
 magic|magic good_ism.h5
@@ -219,6 +226,7 @@ plainfile|export good.pt -o plainfile/x.pt
 plainfile|sample --model good.pt -n 1 --size 32 --steps 2 -o plainfile/x.png
 plainfile|finetune --data good_ism.h5 --init good.pt --steps 1 --batch 1 --out plainfile/x.pt
 plainfile|eval --reference good_ref.nii.gz good_recon.nii.gz --json plainfile/x.json
+plainfile|inpaint --model good.pt -i good_ref.nii.gz --erase-blocks 4 --block-size 4,8 -o plainfile/x.nii.gz
 x.xyz|convert good_ism.h5 -o out/x.xyz
 EOF
 
