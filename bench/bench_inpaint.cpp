@@ -11,6 +11,7 @@
 // Usage: bench_inpaint --data clean.h5 --model LABEL=model.pt [--model ...] [--blocks 70] [--extra-blocks 4]
 //        [--block-size 16,40] [--sigmas 0.02,0.1,0.5,2] [--trials 2] [--seed 0] [--png out.png] [--csv out.csv]
 //        [--views K] [--posterior S] [--posterior-steps 24] [--gamma-floor 0.01 (ambient models)]
+//        [--sigma-min 0.002 (the posterior schedule's last σ)]
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -81,7 +82,7 @@ int main(int argc, char** argv) try {
   std::string data, png, csv, block_size = "16,40", sigma_list = "0.02,0.1,0.5,2";
   std::vector<std::pair<std::string, std::string>> models;
   int64_t blocks = 70, extra = 4, trials = 2, views = 0, posterior = 0, posterior_steps = 24;
-  double gamma_floor = 0.01;
+  double gamma_floor = 0.01, sigma_min = 0.002;
   uint32_t seed = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -101,6 +102,7 @@ int main(int argc, char** argv) try {
     else if (a == "--posterior") posterior = std::stoll(v);
     else if (a == "--posterior-steps") posterior_steps = std::stoll(v);
     else if (a == "--gamma-floor") gamma_floor = std::stod(v);
+    else if (a == "--sigma-min") sigma_min = std::stod(v);
     else if (a == "--seed") seed = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--png") png = v;
     else if (a == "--csv") csv = v;
@@ -219,6 +221,7 @@ int main(int argc, char** argv) try {
       diffusion::InpaintConfig ic;
       ic.samples = posterior;
       ic.posterior.schedule.steps = posterior_steps;
+      ic.posterior.schedule.sigma_min = sigma_min;
       ic.posterior.noise_var = 1e-4;
       ic.posterior.gamma_floor = model->cond_channels() > 0 ? gamma_floor : 0;
       ic.draw.blocks = blocks + extra, ic.draw.min_size = lo, ic.draw.max_size = hi;

@@ -31,9 +31,10 @@ int run_inpaint(const std::vector<std::string>& args) {
   std::string model_path, image_path, mask_path, output, std_path, png_dir, reference, metrics_path, mask_out,
       block_size = "8,32", precision;
   int64_t erase_blocks = 0, slice_batch = 8;
-  double further_delta = 0, gamma_floor = -1;
+  double further_delta = 0, gamma_floor = -1, sigma_min = -1;
   diffusion::InpaintConfig ic;
   ic.posterior.noise_var = 1e-4;
+  ic.views = 0;
   opts.add_options()
       ("model", po::value(&model_path)->required(), "trained model (.pt): an ambient image (block or pixel) model, "
        "or one trained on clean images")
@@ -51,10 +52,14 @@ int run_inpaint(const std::vector<std::string>& args) {
       ("metrics", po::value(&metrics_path), "write the metrics as JSON here")
       ("samples", po::value(&ic.samples)->default_value(ic.samples), "posterior samples (chains) per slice")
       ("steps", po::value(&ic.posterior.schedule.steps)->default_value(32), "sampler steps")
+      ("sigma-min", po::value(&sigma_min)->default_value(-1),
+       "the schedule's last noise level, whose conditional mean is the output; -1: 0.1 for models with a mask "
+       "channel (their prediction of hidden pixels is best there; docs/objectives.md), else EDM's 0.002")
       ("views", po::value(&ic.views)->default_value(ic.views),
-       "ambient image models: masks per chain through which the network sees the iterate, drawn as training drew Ã "
-       "(--further-blocks / --further-delta; K network calls per step). 0: through the image's own mask (Daras et "
-       "al.'s fixed Ã; the holes end at their conditional mean). Models trained on clean images take 0")
+       "ambient image models: 0 shows the network each iterate through the image's own mask (Daras et al.'s fixed "
+       "Ã; the holes end at their conditional mean; measured best, docs/objectives.md); K >= 1: through K masks per "
+       "chain drawn as training drew Ã (--further-blocks / --further-delta; K network calls per step). Models "
+       "trained on clean images take 0")
       ("further-blocks", po::value(&ic.draw.blocks)->default_value(0),
        "boxes each view erases: as training's Ã, finetune's --blocks plus --extra-blocks")
       ("further-delta", po::value(&further_delta)->default_value(0),
@@ -72,7 +77,7 @@ int run_inpaint(const std::vector<std::string>& args) {
       ("precision", po::value(&precision)->default_value("auto"), "auto | fp32 | bf16 for the network");
   po::positional_options_description pos;
   po::variables_map vm;
-  if (!parse("inpaint", "--model m.pt -i damaged.nii.gz --mask observed.nii.gz -o filled.nii.gz [--views 8 "
+  if (!parse("inpaint", "--model m.pt -i damaged.nii.gz --mask observed.nii.gz -o filled.nii.gz [--views K "
              "--further-blocks N --block-size a,b] [--png DIR] [--reference truth.nii.gz]", opts, pos, args, vm))
     return 0;
   AMBIENT_CHECK(mask_path.empty() != (erase_blocks == 0), "inpaint: give either --mask (the observed pixels) or "
@@ -119,6 +124,9 @@ int run_inpaint(const std::vector<std::string>& args) {
   AMBIENT_CHECK(gamma_floor == -1 || gamma_floor >= 0, "inpaint --gamma-floor: expected >= 0 (or -1, the default), got ",
                 gamma_floor);
   ic.posterior.gamma_floor = gamma_floor >= 0 ? gamma_floor : (cond > 0 ? 0.01 : 0.0);
+  AMBIENT_CHECK(sigma_min == -1 || (sigma_min > 0 && sigma_min < 10), "inpaint --sigma-min: expected a noise level "
+                "in (0, 10) (or -1, the default), got ", sigma_min);
+  ic.posterior.schedule.sigma_min = sigma_min > 0 ? sigma_min : (cond > 0 ? 0.1 : 0.002);
 
   const mri::Volume volume = mri::read_nifti(image_path);
   const auto image = volume.data.to(torch::kFloat);  // [S, H, W]

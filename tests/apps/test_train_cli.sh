@@ -125,7 +125,12 @@ I=(--model ftb.pt --further-blocks 8 --block-size 8,24 --views 2 --samples 2 --s
 "$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --mask inp_mask.nii.gz -o inp2.nii.gz > /dev/null 2>&1 \
   && cmp -s inp.nii.gz inp2.nii.gz && ok "inpaint --mask with the written mask repeats the --erase-blocks run" \
   || bad "inpaint --mask differs from --erase-blocks"
-"$AMBIENT" inpaint --model straight.pt -i ref.nii.gz --mask inp_mask.nii.gz --samples 1 --steps 2 -o inp3.nii.gz \
+"$AMBIENT" inpaint --model ftb.pt --samples 2 --steps 3 -i ref.nii.gz --mask inp_mask.nii.gz -o inp0.nii.gz \
+  > inp0.log 2>&1 && grep -q "through its mask" inp0.log && ! cmp -s inp0.nii.gz inp.nii.gz \
+  && ok "inpaint: by default the network sees the iterate through the image's own mask" \
+  || { bad "inpaint --views 0"; cat inp0.log; }
+"$AMBIENT" inpaint --model straight.pt -i ref.nii.gz --mask inp_mask.nii.gz --samples 1 --steps 2 --views 2 \
+  -o inp3.nii.gz \
   > inp3.log 2>&1 && grep -q "sees the iterate itself" inp3.log && ok "inpaint with a model trained on clean images" \
   || { bad "inpaint with a clean model"; cat inp3.log; }
 "$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --mask inp_mask.nii.gz --erase-blocks 6 -o never.nii.gz > e12.log 2>&1 \
@@ -134,7 +139,7 @@ I=(--model ftb.pt --further-blocks 8 --block-size 8,24 --views 2 --samples 2 --s
 "$AMBIENT" inpaint "${I[@]}" -i ref.nii.gz --mask samples.nii.gz -o never.nii.gz > e13.log 2>&1 \
   && bad "inpaint with a mask of another shape accepted" || { grep -q "differs from the image" e13.log \
   && ok "inpaint: mask shape checked" || bad "inpaint mask shape message"; }
-"$AMBIENT" inpaint --model ftb.pt -i ref.nii.gz --erase-blocks 6 -o never.nii.gz > e14.log 2>&1 \
+"$AMBIENT" inpaint --model ftb.pt -i ref.nii.gz --erase-blocks 6 --views 3 -o never.nii.gz > e14.log 2>&1 \
   && bad "inpaint views without their draw accepted" || { grep -q "say how training drew" e14.log \
   && ok "inpaint: views need --further-blocks" || bad "inpaint views message"; }
 [ ! -e never.nii.gz ] && ok "refused inpaint runs write nothing" || bad "a refused inpaint run wrote output"
