@@ -34,7 +34,6 @@ int run_inpaint(const std::vector<std::string>& args) {
   double further_delta = 0, gamma_floor = -1, sigma_min = -1;
   diffusion::InpaintConfig ic;
   ic.posterior.noise_var = 1e-4;
-  ic.views = 0;
   opts.add_options()
       ("model", po::value(&model_path)->required(), "trained model (.pt): an ambient image (block or pixel) model, "
        "or one trained on clean images")

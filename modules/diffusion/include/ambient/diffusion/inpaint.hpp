@@ -31,10 +31,11 @@ struct InpaintConfig {
   PosteriorConfig posterior;  ///< schedule, measurement noise (network units), γ(σ)
   int64_t samples = 4;        ///< chains per image; their final Gaussian means average to the posterior mean
   /// How the network sees the iterate x (for a model with a mask channel):
-  ///  0: through the image's own mask (Ã = A: Daras et al.'s fixed mask; A's holes end at their conditional mean);
+  ///  0: through the image's own mask (Ã = A: Daras et al.'s fixed mask; A's holes end at their conditional mean;
+  ///  measured best on held-out slices, docs/objectives.md);
   ///  K >= 1: through K masks of `draw` per chain, each pixel predicted by the views that show it
   ///  (seen_through_views), so pixels in A's holes are denoised from views in which they are seen.
-  int64_t views = 8;
+  int64_t views = 0;
   ViewDraw draw;
   uint64_t seed = 0;
 };
