@@ -217,7 +217,6 @@ int main(int argc, char** argv) try {
       }
     }
     if (posterior > 0) {  // the scan A x, filled by posterior sampling
-      const auto t0 = std::chrono::steady_clock::now();
       diffusion::InpaintConfig ic;
       ic.samples = posterior;
       ic.posterior.schedule.steps = posterior_steps;
@@ -234,14 +233,16 @@ int main(int argc, char** argv) try {
       }
       for (const auto& [row, v] : runs) {
         ic.views = v;
+        const auto t0 = std::chrono::steady_clock::now();
         auto r = diffusion::inpaint(d, diffusion::from_channels(kept * truth), kept.squeeze(1),
                                     model->cond_channels(), ic);
         Sums sm;
         sm.add(diffusion::to_channels(r.mean), truth, kept);
         posterior_rows.emplace_back(row, sm);
         posterior_preview.push_back(r.mean[0].abs());
-        std::printf("%s: %.1f s\n", row.c_str(),
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("%s: %.1f s, %.2f s per image (%lld chains)\n", row.c_str(), seconds,
+                    seconds / static_cast<double>(truth.size(0)), static_cast<long long>(posterior));
       }
     }
   }
