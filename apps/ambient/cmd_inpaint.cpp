@@ -165,6 +165,7 @@ int run_inpaint(const std::vector<std::string>& args) {
     scale[s] = std::max(1e-12, seen.quantile(0.99).item<double>());
   }
   const double hidden_fraction = 1 - mask.mean().item<double>();
+  AMBIENT_CHECK(hidden_fraction > 0, "inpaint: the mask hides no pixel: nothing to fill");
   std::cout << "inpaint: " << slices << " slice(s) of " << h << " x " << w << ", " << std::fixed
             << std::setprecision(1) << 100 * hidden_fraction << "% of the pixels hidden; " << ic.samples
             << " sample(s) x " << ic.posterior.schedule.steps << " steps, ";
@@ -174,7 +175,6 @@ int run_inpaint(const std::vector<std::string>& args) {
     std::cout << ic.views << " views of "
               << (ic.draw.blocks > 0 ? std::to_string(ic.draw.blocks) + " boxes" : "erased pixels") << " per chain\n";
   std::cout.unsetf(std::ios::fixed);
-  AMBIENT_CHECK(hidden_fraction > 0, "inpaint: the mask hides no pixel: nothing to fill");
 
   const bool bf16 = precision == "bf16" || (precision == "auto" && cpu_has_bf16());
   auto net = diffusion::chunked(diffusion::as_denoiser(model), 4);  // small batches are faster on CPU (edm.hpp)
