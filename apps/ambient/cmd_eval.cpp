@@ -65,6 +65,17 @@ void report_feature_distance(const char* what, const std::string& key, const tor
   out.add_raw("nearest_" + key + "_all", values_json(d));
 }
 
+void report_manifold(const char* what, const std::string& key, const mri::Manifold& m, const mri::Manifold& real,
+                     JsonObject& out) {
+  std::cout << what << ": precision " << m.precision << " (real " << real.precision << "), recall " << m.recall
+            << " (" << real.recall << "), density " << m.density << " (" << real.density << "), coverage "
+            << m.coverage << " (" << real.coverage << ")\n";
+  out.add(key + "_precision", m.precision).add(key + "_recall", m.recall);
+  out.add(key + "_density", m.density).add(key + "_coverage", m.coverage);
+  out.add("real_" + key + "_precision", real.precision).add("real_" + key + "_recall", real.recall);
+  out.add("real_" + key + "_density", real.density).add("real_" + key + "_coverage", real.coverage);
+}
+
 // A reliability diagram as a PNG: the calibration bins (mean std, RMS error) as squares on a white-on-black
 // plot with both axes from 0 to the largest value, and the diagonal a calibrated map would follow.
 void write_reliability_png(const std::string& path, const torch::Tensor& bins) {
@@ -105,7 +116,7 @@ int run_eval(const std::vector<std::string>& args) {
   double object_fraction = mri::kObjectFraction;
   std::vector<std::string> recons, training, quality_reference;
   diffusion::FeatureConfig features;
-  int64_t pairs = 8;
+  int64_t pairs = 8, manifold_k = diffusion::SampleMeasureConfig{}.manifold_k, quality_every = 1;
   bool no_flips = false;
   opts.add_options()
       ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz, or BART image .cfl) to score against --reference")
@@ -125,6 +136,10 @@ int run_eval(const std::vector<std::string>& args) {
       ("quality-reference", po::value(&quality_reference)->multitoken(), "--features: real images (.nii.gz) to "
        "measure the samples' distribution against (kernel and Fréchet distances; the training images' distances to "
        "them are given too)")
+      ("quality-every", po::value(&quality_every)->default_value(quality_every), "--quality-reference: keep every "
+       "Nth of its images (consecutive slices are near-copies; precision and recall need distinct images)")
+      ("manifold-k", po::value(&manifold_k)->default_value(manifold_k), "--quality-reference: precision, recall, "
+       "density and coverage use balls out to each image's k-th nearest neighbour")
       ("pairs-png", po::value(&pairs_png), "draw the samples closest to a training image (by NCC) beside it here")
       ("pairs", po::value(&pairs)->default_value(pairs), "--pairs-png: how many pairs")
       ("std", po::value(&std_map), "calibration of an uncertainty map (recon --std) of the one reconstruction: the "
@@ -152,6 +167,8 @@ int run_eval(const std::vector<std::string>& args) {
                 "eval: --features, --quality-reference and --pairs-png measure samples: give --samples and --training");
   AMBIENT_CHECK(quality_reference.empty() || !feature_model.empty(), "eval --quality-reference needs --features "
                 "(the distances are between feature distributions)");
+  AMBIENT_CHECK(quality_every >= 1, "eval --quality-every: expected at least 1, got ", quality_every);
+  AMBIENT_CHECK(manifold_k >= 1, "eval --manifold-k: expected at least 1, got ", manifold_k);
   AMBIENT_CHECK(pairs >= 1, "eval --pairs: expected at least 1, got ", pairs);
   if (!pairs_png.empty()) ambient::require_output_folder(pairs_png, "eval --pairs-png");
   AMBIENT_CHECK(std_map.empty() || (metrics && recons.size() == 1), "eval --std: give --reference and exactly one "
@@ -204,8 +221,13 @@ int run_eval(const std::vector<std::string>& args) {
     diffusion::SampleMeasureConfig mc;
     mc.flips = !no_flips;
     mc.features = features;
+    mc.manifold_k = manifold_k;
     if (!feature_model.empty()) mc.feature_model = diffusion::load_denoiser(feature_model);
-    if (!quality_reference.empty()) mc.quality_reference = load_stack(quality_reference, "quality reference");
+    if (!quality_reference.empty()) {
+      mc.quality_reference = load_stack(quality_reference, "quality reference");
+      mc.quality_reference = mc.quality_reference.index_select(0, torch::arange(0, mc.quality_reference.size(0),
+                                                                                quality_every));
+    }
     const auto m = diffusion::measure_samples(s, t, mc);
     std::cout << std::setprecision(4) << "samples: " << s.size(0) << " against " << t.size(0) << " training images"
               << (mc.flips ? " and their flips" : "") << "\n";
@@ -234,6 +256,16 @@ int run_eval(const std::vector<std::string>& args) {
                 << " cells): " << m.pixel_kernel_distance << "; the training images' own: "
                 << m.reference_pixel_kernel_distance << "\n";
       out.add("pixel_kid", m.pixel_kernel_distance).add("training_pixel_kid", m.reference_pixel_kernel_distance);
+    }
+    if (m.has_manifold) {
+      std::cout << "against the quality reference's manifold (k = " << manifold_k << "; real images in the samples' "
+                << "place score):\n";
+      report_manifold("  features", "feature", m.feature_manifold, m.reference_feature_manifold, out);
+      report_manifold("  pixels  ", "pixel", m.pixel_manifold, m.reference_pixel_manifold, out);
+      out.add("manifold_k", static_cast<double>(manifold_k));
+    } else if (m.has_quality) {
+      std::cout << "precision and recall need a quality reference of at least " << 2 * (manifold_k + 1)
+                << " images and more than " << manifold_k << " samples (--manifold-k)\n";
     }
     if (!pairs_png.empty()) {
       const auto compared = diffusion::measure_training_set(t, mc.flips);

@@ -92,6 +92,20 @@ TEST(SampleMeasures, PixelKernelDistanceTellsFlatFieldsFromImages) {
   EXPECT_LT(std::abs(like.pixel_kernel_distance), 0.02) << like.pixel_kernel_distance;
   EXPECT_GT(flat.pixel_kernel_distance, 10 * std::max(0.002, std::abs(like.pixel_kernel_distance)))
       << flat.pixel_kernel_distance << " vs " << like.pixel_kernel_distance;
+  // On the reference's manifold (k = 5 against its 20 even images): the blobs are inside it and cover it as the
+  // odd reference images do; identical flat fields cover nothing, in pixels and in features.
+  ASSERT_TRUE(like.has_manifold && flat.has_manifold);
+  for (const auto* m : {&like.pixel_manifold, &like.feature_manifold}) {
+    EXPECT_GT(m->precision, 0.6);
+    EXPECT_GT(m->recall, 0.6);
+  }
+  EXPECT_GT(like.reference_pixel_manifold.precision, 0.6);
+  EXPECT_EQ(flat.pixel_manifold.recall, 0);
+  EXPECT_EQ(flat.feature_manifold.recall, 0);
+  EXPECT_LT(flat.pixel_manifold.coverage, 0.1);
+  EXPECT_LT(flat.pixel_manifold.precision, 0.5 * like.pixel_manifold.precision);
+  c.manifold_k = 0;
+  EXPECT_THROW(measure_samples(blobs(40, 9), training, c), Error);
   EXPECT_EQ(pixel_descriptors(training, 8).sizes(), (std::vector<int64_t>{6, 64}));
   EXPECT_THROW(pixel_descriptors(training, 0), Error);
 }
@@ -108,6 +122,7 @@ TEST(SampleMeasures, FindAFlippedCopyInPixelsAndFeaturesAndMeasureDistributions)
   EXPECT_EQ(m.pixels.index[0].item<int64_t>(), 2 * 6 + 4);
   EXPECT_LT(m.pixels.similarity[1].item<double>(), 0.999);
   ASSERT_TRUE(m.has_features && m.has_quality);
+  EXPECT_FALSE(m.has_manifold);  // 8 reference images: too few for balls of the 5th neighbour on each half
   // Features: the copy is at distance ~0, the other sample farther; distances in units of the training median.
   EXPECT_LT(m.features.distance[0].item<double>(), 1e-2);
   EXPECT_GT(m.features.distance[1].item<double>(), 0.1);

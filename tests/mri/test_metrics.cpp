@@ -151,6 +151,56 @@ TEST(FeatureDistances, NearestCosineMeasuresFromTheOrigin) {
   EXPECT_THROW(mri::nearest_euclidean(a, b, 3), ambient::Error);
 }
 
+TEST(FeatureDistances, ManifoldMeasuresOfASmallCaseByHand) {
+  // k = 1. Real 0, 1, 3 (ball radii 1, 1, 2); generated 0.5, 5, 10 (radii 4.5, 4.5, 5).
+  auto real = torch::tensor({{0.0}, {1.0}, {3.0}}, torch::kDouble);
+  auto gen = torch::tensor({{0.5}, {5.0}, {10.0}}, torch::kDouble);
+  const auto m = mri::manifold_measures(real, gen, 1);
+  EXPECT_NEAR(m.precision, 2.0 / 3, 1e-12);  // 0.5 (in 0's and 1's balls), 5 (on 3's ball's edge); not 10
+  EXPECT_NEAR(m.recall, 1.0, 1e-12);         // every real point lies within 4.5 of 0.5
+  EXPECT_NEAR(m.density, 1.0, 1e-12);        // (2 + 1 + 0) balls / (3 samples × k)
+  EXPECT_NEAR(m.coverage, 1.0, 1e-12);       // 0's and 1's balls hold 0.5, 3's holds 5
+  EXPECT_THROW(mri::manifold_measures(real, gen, 3), ambient::Error);   // k must be below both sizes
+  EXPECT_THROW(mri::manifold_measures(real, gen, 0), ambient::Error);
+  EXPECT_THROW(mri::manifold_measures(real, torch::zeros({3, 2}), 1), ambient::Error);
+}
+
+TEST(FeatureDistances, ManifoldMeasuresOfOneDistributionMatchTheirExpectations) {
+  // Generated and real rows from one distribution: density's expectation is 1 and coverage's is
+  // 1 − C(M − 1, k) / C(M − 1 + N, k) (Naeem et al. 2020), at any dimension; averaged over repeats.
+  auto gen = at::detail::createCPUGenerator(11);
+  const int64_t m = 120, n = 80, k = 3, repeats = 40;
+  torch::Tensor density = torch::zeros({repeats}, torch::kDouble), coverage = torch::zeros({repeats}, torch::kDouble);
+  double precision = 0, recall = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    const auto f = mri::manifold_measures(torch::randn({m, 5}, gen, torch::kDouble),
+                                          torch::randn({n, 5}, gen, torch::kDouble), k);
+    density[r] = f.density;
+    coverage[r] = f.coverage;
+    precision += f.precision / repeats;
+    recall += f.recall / repeats;
+  }
+  double uncovered = 1;
+  for (int64_t i = 0; i < k; ++i) uncovered *= static_cast<double>(m - 1 - i) / static_cast<double>(m - 1 + n - i);
+  const double se = std::sqrt(static_cast<double>(repeats));
+  EXPECT_NEAR(density.mean().item<double>(), 1.0, 4 * density.std().item<double>() / se);
+  EXPECT_NEAR(coverage.mean().item<double>(), 1 - uncovered, 4 * coverage.std().item<double>() / se);
+  EXPECT_GT(precision, 0.7);
+  EXPECT_GT(recall, 0.7);
+  // Samples from one of two real modes: real-looking (precision) but half the variety (recall, coverage); samples
+  // off the real manifold: none of it, though each is as typical of its own set.
+  auto modes = torch::randn({m, 5}, gen, torch::kDouble);
+  modes.narrow(0, 0, m / 2).add_(20);
+  const auto one_mode = mri::manifold_measures(modes, torch::randn({n, 5}, gen, torch::kDouble) + 20, k);
+  EXPECT_GT(one_mode.precision, 0.7);
+  EXPECT_LT(one_mode.recall, 0.55);
+  EXPECT_LT(one_mode.coverage, 0.55);
+  const auto off = mri::manifold_measures(modes, torch::randn({n, 5}, gen, torch::kDouble) + 10, k);
+  EXPECT_EQ(off.precision, 0);
+  EXPECT_EQ(off.coverage, 0);
+  EXPECT_EQ(off.density, 0);
+}
+
 TEST(Calibration, GaussianErrorsWithTheirTrueStdCoverAsAGaussianDoes) {
   auto gen = at::detail::createCPUGenerator(9);
   auto gt = torch::ones({2, 64, 64}, torch::kDouble);

@@ -78,6 +78,23 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
     m.pixel_kernel_distance = mri::kernel_distance(pixel_descriptors(samples, c.pixel_grid), pr);
     m.reference_pixel_kernel_distance = mri::kernel_distance(pixel_descriptors(training, c.pixel_grid), pr);
     m.has_quality = true;
+    const int64_t k = c.manifold_k, r = fr.size(0), n = samples.size(0);
+    AMBIENT_CHECK(k >= 1, "sample measures: expected a manifold k of at least 1, got ", k);
+    if (r >= 2 * (k + 1) && n > k) {
+      const auto even = torch::arange(0, r, 2), odd = torch::arange(1, r, 2);
+      const int64_t held = std::min(n, odd.size(0));  // real images in the samples' place, evenly spaced
+      const auto stand_in = odd.index_select(0, torch::linspace(0, odd.size(0) - 1, held).round().to(torch::kLong));
+      const auto fa = fr.index_select(0, even).to(torch::kDouble);
+      const auto mean = fa.mean(0), spread = fa.std(0).clamp_min(1e-6);
+      auto standard = [&](const torch::Tensor& f) { return (f.to(torch::kDouble) - mean) / spread; };
+      const auto ra = standard(fa);
+      m.feature_manifold = mri::manifold_measures(ra, standard(raw_samples), k);
+      m.reference_feature_manifold = mri::manifold_measures(ra, standard(fr.index_select(0, stand_in)), k);
+      const auto pa = pr.index_select(0, even);
+      m.pixel_manifold = mri::manifold_measures(pa, pixel_descriptors(samples, c.pixel_grid), k);
+      m.reference_pixel_manifold = mri::manifold_measures(pa, pr.index_select(0, stand_in), k);
+      m.has_manifold = true;
+    }
   }
   return m;
 }

@@ -163,6 +163,33 @@ double kernel_distance(const torch::Tensor& a_in, const torch::Tensor& b_in) {
   return within_a + within_b - 2 * k(a, b).mean().item<double>();
 }
 
+namespace {
+// Each row's distance to its k-th nearest other row of the same set.
+torch::Tensor kth_neighbour_radius(const torch::Tensor& x, int64_t k) {
+  auto d = torch::cdist(x, x);
+  // The row itself is at distance 0 and is the smallest; the k-th other row is the (k + 1)-th smallest.
+  return std::get<0>(d.topk(k + 1, 1, /*largest=*/false, /*sorted=*/true)).select(1, k);
+}
+}  // namespace
+
+Manifold manifold_measures(const torch::Tensor& real_in, const torch::Tensor& generated_in, int64_t k) {
+  auto real = feature_rows(real_in, "manifold measures"), gen = feature_rows(generated_in, "manifold measures");
+  check_widths(real, gen, "manifold measures");
+  const int64_t m = real.size(0), n = gen.size(0);
+  AMBIENT_CHECK(k >= 1 && k < m && k < n, "manifold measures: k = ", k, " needs more than k real and generated rows, "
+                "got ", m, " and ", n);
+  const auto real_radius = kth_neighbour_radius(real, k), gen_radius = kth_neighbour_radius(gen, k);
+  const auto d = torch::cdist(gen, real);                  // [n, m]
+  const auto in_real_ball = d <= real_radius.unsqueeze(0);  // generated row i inside real row j's ball
+  const auto in_gen_ball = d <= gen_radius.unsqueeze(1);    // real row j inside generated row i's ball
+  Manifold out;
+  out.precision = in_real_ball.any(1).to(torch::kDouble).mean().item<double>();
+  out.recall = in_gen_ball.any(0).to(torch::kDouble).mean().item<double>();
+  out.density = in_real_ball.to(torch::kDouble).sum(1).mean().item<double>() / static_cast<double>(k);
+  out.coverage = in_real_ball.any(0).to(torch::kDouble).mean().item<double>();
+  return out;
+}
+
 Calibration calibration(const torch::Tensor& gt_in, const torch::Tensor& x_in, const torch::Tensor& std_in,
                         double object_fraction) {
   auto gt = as_volume(gt_in, "reference"), x = as_volume(x_in, "reconstruction"), sd = as_volume(std_in, "std map");

@@ -19,6 +19,7 @@ struct SampleMeasureConfig {
   FeatureConfig features;
   torch::Tensor quality_reference;  ///< real magnitude images [r, h, w] for the kernel and Fréchet distances
   int64_t pixel_grid = 16;          ///< the pixel kernel distance's images: each averaged to pixel_grid² cells
+  int64_t manifold_k = 5;           ///< the neighbour whose distance is a ball's radius (mri::manifold_measures)
 };
 
 struct SampleMeasures {
@@ -40,7 +41,12 @@ struct SampleMeasures {
   /// to pixel_grid × pixel_grid cells: what a reader sees at a glance (head, skull, brain, background), no network.
   double pixel_kernel_distance = 0;
   double reference_pixel_kernel_distance = 0;
-  bool has_features = false, has_quality = false;
+  /// Precision, recall, density and coverage (mri::manifold_measures) against the quality reference's even rows,
+  /// in standardised features and in pixel descriptors; the reference_ figures are what real images score: up to
+  /// as many of its odd rows as there are samples, evenly spaced, in the samples' place. Only with a reference of
+  /// at least 2 (manifold_k + 1) images and more than manifold_k samples.
+  mri::Manifold feature_manifold, pixel_manifold, reference_feature_manifold, reference_pixel_manifold;
+  bool has_features = false, has_quality = false, has_manifold = false;
 };
 
 /// The images samples are compared with: `training` [m, h, w], then, with flips, its horizontal, vertical and

@@ -52,6 +52,21 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
 /// distribution at any sizes ≥ 2, so it suits the tens of samples a CPU draws; it can come out slightly negative.
 double kernel_distance(const torch::Tensor& a, const torch::Tensor& b);
 
+/// How much of each distribution the other covers, from k-nearest-neighbour balls in feature space: each point's
+/// ball has the radius of its k-th nearest other point of its own set. `precision` (Kynkäänniemi et al. 2019) is
+/// the fraction of generated rows inside some real row's ball (do the samples look real?), `recall` the fraction of
+/// real rows inside some generated row's ball (do they cover the real variety?); `density` and `coverage` (Naeem et
+/// al. 2020) are their outlier-robust forms: density counts, per generated row, how many real balls contain it,
+/// divided by k (about 1 for one distribution, above 1 where samples crowd where real images are dense), coverage
+/// is the fraction of real balls that contain some generated row. Unlike a kernel or Fréchet distance, which
+/// compare averages, a generated row off the real images' manifold counts against precision however typical its
+/// average statistics are.
+struct Manifold {
+  double precision = 0, recall = 0, density = 0, coverage = 0;
+};
+/// `real` [m, d] and `generated` [n, d]; k >= 1, below both set sizes.
+Manifold manifold_measures(const torch::Tensor& real, const torch::Tensor& generated, int64_t k);
+
 /// The object of a reference image: its pixels above this fraction of the volume's maximum magnitude.
 constexpr double kObjectFraction = 0.1;
 
