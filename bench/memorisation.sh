@@ -16,6 +16,8 @@
 #        BLOCKS=70 BLOCK_SIZE=8,20 EXTRA_BLOCKS=4 BLOCK_VIEWS="1 4"   (the block model, at 64²)
 #        QUALITY_REF="D/target_test/*_MATRIX/r4_ref.nii.gz"   real images for KID / FD (a glob; the slices in between
 #        training slices of the same volumes, e.g. another data set's target_train_ref, are the training distribution)
+#        MANIFOLD_EVERY=4  MANIFOLD_K=5   precision / recall / coverage against every MANIFOLD_EVERY-th reference image
+#        (consecutive slices are near-copies, which would shrink the k-nearest-neighbour balls to nothing)
 # Output: OUT/memorisation.md (a row per model) and OUT/memorisation.csv, OUT/NAME.eval.json, OUT/NAME_pairs.png
 # (the 8 closest sample / training pairs), OUT/NAME_samples.png (the samples).
 set -euo pipefail
@@ -27,6 +29,7 @@ O=${OUT:-out/memorisation}
 STEPS=${STEPS:-2000} BATCH=${BATCH:-4} SAMPLES=${SAMPLES:-64} SAMPLER_STEPS=${SAMPLER_STEPS:-32} SEED=${SEED:-1}
 FOUNDATION=${FOUNDATION:-data/models/foundation_gpu.pt}
 MODELS=${MODELS:-ambient clean naive}
+MANIFOLD_EVERY=${MANIFOLD_EVERY:-4} MANIFOLD_K=${MANIFOLD_K:-5}
 BLOCKS=${BLOCKS:-70} BLOCK_SIZE=${BLOCK_SIZE:-8,20} EXTRA_BLOCKS=${EXTRA_BLOCKS:-4} BLOCK_VIEWS=${BLOCK_VIEWS:-1 4}
 [ -x "$A" ] || { echo "memorisation: $A is missing: build first (scripts/setup.sh)" >&2; exit 1; }
 [ -f "$FOUNDATION" ] || { echo "memorisation: foundation $FOUNDATION not found" >&2; exit 1; }
@@ -57,7 +60,7 @@ for m in $MODELS; do
   "$A" export "$O/$m.ckpt.pt" -o "$O/$m.pt" > /dev/null
 done
 csv=$O/memorisation.csv
-echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_distance_median,feature_distance_min,feature_distance_below_1,kid,fd,training_kid,training_fd,training_ncc_median" > "$csv"
+echo "model,steps,ncc_median,ncc_max,ncc_above_0.9,ncc_above_0.95,feature_distance_median,feature_distance_min,feature_distance_below_1,kid,fd,training_kid,training_fd,training_ncc_median,feature_precision,feature_recall,feature_coverage,pixel_precision,pixel_recall,pixel_coverage,real_feature_precision,real_feature_recall,real_feature_coverage" > "$csv"
 num() { sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 sub() { sed -n "s/.*\"$2\": {[^}]*\"$3\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 runs=()  # NAME:MODEL:SAMPLER OPTIONS (space-separated)
@@ -78,18 +81,20 @@ for run in "${runs[@]}"; do
       -o "$O/${name}_samples.png" --nifti "$O/${name}_samples.nii.gz" > "$O/$name.sample.log" 2>&1 \
       || { tail -3 "$O/$name.sample.log" >&2; exit 1; }
   "$A" eval --samples "$O/${name}_samples.nii.gz" --training "${refs[@]}" --features "$FOUNDATION" \
-    --quality-reference "${quality[@]}" --pairs-png "$O/${name}_pairs.png" --json "$O/$name.eval.json" > "$O/$name.eval.log" 2>&1 \
+    --quality-reference "${quality[@]}" --manifold-every "$MANIFOLD_EVERY" --manifold-k "$MANIFOLD_K" --pairs-png "$O/${name}_pairs.png" --json "$O/$name.eval.json" > "$O/$name.eval.log" 2>&1 \
     || { tail -3 "$O/$name.eval.log" >&2; exit 1; }
   j=$O/$name.eval.json
-  echo "$name,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature_distance median),$(sub "$j" nearest_feature_distance min),$(num "$j" feature_distance_below_1),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd),$(sub "$j" nearest_training_ncc median)" >> "$csv"
+  echo "$name,$STEPS,$(sub "$j" nearest_ncc median),$(sub "$j" nearest_ncc max),$(num "$j" ncc_above_0.9),$(num "$j" ncc_above_0.95),$(sub "$j" nearest_feature_distance median),$(sub "$j" nearest_feature_distance min),$(num "$j" feature_distance_below_1),$(num "$j" kid),$(num "$j" fd),$(num "$j" training_kid),$(num "$j" training_fd),$(sub "$j" nearest_training_ncc median),$(num "$j" feature_precision),$(num "$j" feature_recall),$(num "$j" feature_coverage),$(num "$j" pixel_precision),$(num "$j" pixel_recall),$(num "$j" pixel_coverage),$(num "$j" real_feature_precision),$(num "$j" real_feature_recall),$(num "$j" real_feature_coverage)" >> "$csv"
 done
 {
   echo "$SAMPLES samples per model at ${MATRIX}², $SAMPLER_STEPS steps; $(ls "${refs[@]}" | wc -l) training volumes; models fine-tuned from $(basename "$FOUNDATION") for $STEPS steps of $BATCH."
   echo
   echo "Feature distance: to the nearest training image, in units of the training images' median distance to their nearest other one (below 1: nearer than real neighbouring slices are). The training images' own median NCC with their nearest other one: $(tail -n +2 "$csv" | head -1 | cut -d, -f14)."
   echo
-  echo "| model | NCC median / max | NCC > 0.9 | NCC > 0.95 | feature distance median / min | feature distance < 1 | KID | FD | training images' KID / FD |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$csv" | awk -F, '{ printf "| %s | %.3f / %.3f | %.3f | %.3f | %.2f / %.2f | %.3f | %.4f | %.2f | %.4f / %.2f |\n", $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }'
+  echo "Precision / recall / coverage: k = $MANIFOLD_K nearest-neighbour balls of every ${MANIFOLD_EVERY}th quality-reference image (its even ones; real images in the samples' place, its odd ones, score $(tail -n +2 "$csv" | head -1 | cut -d, -f21-23 | tr , /) in features)."
+  echo
+  echo "| model | NCC median / max | NCC > 0.9 | NCC > 0.95 | feature distance median / min | feature distance < 1 | KID | FD | training images' KID / FD | precision / recall / coverage (features) | (pixels) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$csv" | awk -F, '{ printf "| %s | %.3f / %.3f | %.3f | %.3f | %.2f / %.2f | %.3f | %.4f | %.2f | %.4f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f |\n", $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20 }'
 } > "$O/memorisation.md"
 cat "$O/memorisation.md"

@@ -116,7 +116,7 @@ int run_eval(const std::vector<std::string>& args) {
   double object_fraction = mri::kObjectFraction;
   std::vector<std::string> recons, training, quality_reference;
   diffusion::FeatureConfig features;
-  int64_t pairs = 8, manifold_k = diffusion::SampleMeasureConfig{}.manifold_k, quality_every = 1;
+  int64_t pairs = 8, manifold_k = diffusion::SampleMeasureConfig{}.manifold_k, manifold_every = 1;
   bool no_flips = false;
   opts.add_options()
       ("recon", po::value(&recons)->multitoken(), "reconstructions (.nii.gz, or BART image .cfl) to score against --reference")
@@ -136,8 +136,9 @@ int run_eval(const std::vector<std::string>& args) {
       ("quality-reference", po::value(&quality_reference)->multitoken(), "--features: real images (.nii.gz) to "
        "measure the samples' distribution against (kernel and Fréchet distances; the training images' distances to "
        "them are given too)")
-      ("quality-every", po::value(&quality_every)->default_value(quality_every), "--quality-reference: keep every "
-       "Nth of its images (consecutive slices are near-copies; precision and recall need distinct images)")
+      ("manifold-every", po::value(&manifold_every)->default_value(manifold_every), "--quality-reference: "
+       "precision, recall, density and coverage use every Nth of its images (consecutive slices are near-copies; "
+       "those measures need distinct images)")
       ("manifold-k", po::value(&manifold_k)->default_value(manifold_k), "--quality-reference: precision, recall, "
        "density and coverage use balls out to each image's k-th nearest neighbour")
       ("pairs-png", po::value(&pairs_png), "draw the samples closest to a training image (by NCC) beside it here")
@@ -167,7 +168,7 @@ int run_eval(const std::vector<std::string>& args) {
                 "eval: --features, --quality-reference and --pairs-png measure samples: give --samples and --training");
   AMBIENT_CHECK(quality_reference.empty() || !feature_model.empty(), "eval --quality-reference needs --features "
                 "(the distances are between feature distributions)");
-  AMBIENT_CHECK(quality_every >= 1, "eval --quality-every: expected at least 1, got ", quality_every);
+  AMBIENT_CHECK(manifold_every >= 1, "eval --manifold-every: expected at least 1, got ", manifold_every);
   AMBIENT_CHECK(manifold_k >= 1, "eval --manifold-k: expected at least 1, got ", manifold_k);
   AMBIENT_CHECK(pairs >= 1, "eval --pairs: expected at least 1, got ", pairs);
   if (!pairs_png.empty()) ambient::require_output_folder(pairs_png, "eval --pairs-png");
@@ -222,12 +223,9 @@ int run_eval(const std::vector<std::string>& args) {
     mc.flips = !no_flips;
     mc.features = features;
     mc.manifold_k = manifold_k;
+    mc.manifold_every = manifold_every;
     if (!feature_model.empty()) mc.feature_model = diffusion::load_denoiser(feature_model);
-    if (!quality_reference.empty()) {
-      mc.quality_reference = load_stack(quality_reference, "quality reference");
-      mc.quality_reference = mc.quality_reference.index_select(0, torch::arange(0, mc.quality_reference.size(0),
-                                                                                quality_every));
-    }
+    if (!quality_reference.empty()) mc.quality_reference = load_stack(quality_reference, "quality reference");
     const auto m = diffusion::measure_samples(s, t, mc);
     std::cout << std::setprecision(4) << "samples: " << s.size(0) << " against " << t.size(0) << " training images"
               << (mc.flips ? " and their flips" : "") << "\n";
@@ -258,14 +256,14 @@ int run_eval(const std::vector<std::string>& args) {
       out.add("pixel_kid", m.pixel_kernel_distance).add("training_pixel_kid", m.reference_pixel_kernel_distance);
     }
     if (m.has_manifold) {
-      std::cout << "against the quality reference's manifold (k = " << manifold_k << "; real images in the samples' "
-                << "place score):\n";
+      std::cout << "against the quality reference's manifold (k = " << manifold_k << ", every " << manifold_every
+                << "th image; real images in the samples' place score):\n";
       report_manifold("  features", "feature", m.feature_manifold, m.reference_feature_manifold, out);
       report_manifold("  pixels  ", "pixel", m.pixel_manifold, m.reference_pixel_manifold, out);
-      out.add("manifold_k", static_cast<double>(manifold_k));
+      out.add("manifold_k", static_cast<double>(manifold_k)).add("manifold_every", static_cast<double>(manifold_every));
     } else if (m.has_quality) {
-      std::cout << "precision and recall need a quality reference of at least " << 2 * (manifold_k + 1)
-                << " images and more than " << manifold_k << " samples (--manifold-k)\n";
+      std::cout << "precision and recall need at least " << 2 * (manifold_k + 1) << " quality-reference images "
+                << "(after --manifold-every) and more than " << manifold_k << " samples (--manifold-k)\n";
     }
     if (!pairs_png.empty()) {
       const auto compared = diffusion::measure_training_set(t, mc.flips);

@@ -104,6 +104,17 @@ TEST(SampleMeasures, PixelKernelDistanceTellsFlatFieldsFromImages) {
   EXPECT_EQ(flat.feature_manifold.recall, 0);
   EXPECT_LT(flat.pixel_manifold.coverage, 0.1);
   EXPECT_LT(flat.pixel_manifold.precision, 0.5 * like.pixel_manifold.precision);
+  // Every 4th reference image: 10 rows, enough for k = 2 (6 needed) but not for k = 5; the kernel distances still
+  // use all 40.
+  c.manifold_every = 4;
+  auto thinned = measure_samples(blobs(40, 9), training, c);
+  EXPECT_FALSE(thinned.has_manifold);
+  EXPECT_DOUBLE_EQ(thinned.pixel_kernel_distance, like.pixel_kernel_distance);
+  c.manifold_k = 2;
+  EXPECT_TRUE(measure_samples(blobs(40, 9), training, c).has_manifold);
+  c.manifold_every = 0;
+  EXPECT_THROW(measure_samples(blobs(40, 9), training, c), Error);
+  c.manifold_every = 1;
   c.manifold_k = 0;
   EXPECT_THROW(measure_samples(blobs(40, 9), training, c), Error);
   EXPECT_EQ(pixel_descriptors(training, 8).sizes(), (std::vector<int64_t>{6, 64}));

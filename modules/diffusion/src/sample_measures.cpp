@@ -78,10 +78,12 @@ SampleMeasures measure_samples(const torch::Tensor& samples_in, const torch::Ten
     m.pixel_kernel_distance = mri::kernel_distance(pixel_descriptors(samples, c.pixel_grid), pr);
     m.reference_pixel_kernel_distance = mri::kernel_distance(pixel_descriptors(training, c.pixel_grid), pr);
     m.has_quality = true;
-    const int64_t k = c.manifold_k, r = fr.size(0), n = samples.size(0);
-    AMBIENT_CHECK(k >= 1, "sample measures: expected a manifold k of at least 1, got ", k);
+    const int64_t k = c.manifold_k, every = c.manifold_every, n = samples.size(0);
+    AMBIENT_CHECK(k >= 1 && every >= 1, "sample measures: expected a manifold k and every of at least 1, got ", k,
+                  " and ", every);
+    const int64_t r = (fr.size(0) + every - 1) / every;  // the rows kept: 0, every, 2 every, ...
     if (r >= 2 * (k + 1) && n > k) {
-      const auto even = torch::arange(0, r, 2), odd = torch::arange(1, r, 2);
+      const auto even = torch::arange(0, r, 2) * every, odd = torch::arange(1, r, 2) * every;
       const int64_t held = std::min(n, odd.size(0));  // real images in the samples' place, evenly spaced
       const auto stand_in = odd.index_select(0, torch::linspace(0, odd.size(0) - 1, held).round().to(torch::kLong));
       const auto fa = fr.index_select(0, even).to(torch::kDouble);

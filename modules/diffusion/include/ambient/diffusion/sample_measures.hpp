@@ -20,6 +20,9 @@ struct SampleMeasureConfig {
   torch::Tensor quality_reference;  ///< real magnitude images [r, h, w] for the kernel and Fréchet distances
   int64_t pixel_grid = 16;          ///< the pixel kernel distance's images: each averaged to pixel_grid² cells
   int64_t manifold_k = 5;           ///< the neighbour whose distance is a ball's radius (mri::manifold_measures)
+  /// The manifold measures keep every manifold_every-th quality-reference image: consecutive slices of a volume
+  /// are near-copies, whose balls shrink to nothing. The kernel and Fréchet distances use them all.
+  int64_t manifold_every = 1;
 };
 
 struct SampleMeasures {
@@ -41,10 +44,10 @@ struct SampleMeasures {
   /// to pixel_grid × pixel_grid cells: what a reader sees at a glance (head, skull, brain, background), no network.
   double pixel_kernel_distance = 0;
   double reference_pixel_kernel_distance = 0;
-  /// Precision, recall, density and coverage (mri::manifold_measures) against the quality reference's even rows,
-  /// in standardised features and in pixel descriptors; the reference_ figures are what real images score: up to
-  /// as many of its odd rows as there are samples, evenly spaced, in the samples' place. Only with a reference of
-  /// at least 2 (manifold_k + 1) images and more than manifold_k samples.
+  /// Precision, recall, density and coverage (mri::manifold_measures) against the quality reference's even rows
+  /// (after keeping every manifold_every-th), in standardised features and in pixel descriptors; the reference_
+  /// figures are what real images score: up to as many of its odd rows as there are samples, evenly spaced, in the
+  /// samples' place. Only with at least 2 (manifold_k + 1) such rows and more than manifold_k samples.
   mri::Manifold feature_manifold, pixel_manifold, reference_feature_manifold, reference_pixel_manifold;
   bool has_features = false, has_quality = false, has_manifold = false;
 };
