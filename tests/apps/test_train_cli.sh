@@ -161,10 +161,16 @@ I=(--model ftb.pt --further-blocks 8 --block-size 8,24 --views 2 --samples 2 --s
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --json memo.json > memo.log 2>&1 \
   && grep -q '"nearest_ncc"' memo.json && ok "eval memorisation" || { bad "eval memorisation"; cat memo.log; }
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --features straight.pt --quality-reference ref.nii.gz \
-  --pairs-png pairs.png --pairs 2 --json memo2.json > memo2.log 2>&1 \
+  --manifold-k 1 --pairs-png pairs.png --pairs 2 --json memo2.json > memo2.log 2>&1 \
   && grep -q '"feature_distance_below_1"' memo2.json && grep -q '"kid"' memo2.json && grep -q '"training_fd"' memo2.json \
-  && grep -q '"ncc_above_0.95"' memo2.json && [ -s pairs.png ] && ok "eval sample measures: features, KID/FD, pairs" \
+  && grep -q '"ncc_above_0.95"' memo2.json && grep -q '"feature_coverage"' memo2.json \
+  && grep -q '"real_pixel_precision"' memo2.json && [ -s pairs.png ] \
+  && ok "eval sample measures: features, KID/FD, precision/recall, pairs" \
   || { bad "eval sample measures"; cat memo2.log; }
+"$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --features straight.pt --quality-reference ref.nii.gz \
+  --manifold-every 0 > e13.log 2>&1 && bad "--manifold-every 0 accepted" \
+  || { grep -q "manifold-every: expected at least 1" e13.log && ok "--manifold-every 0 refused" \
+  || bad "--manifold-every message"; }
 "$AMBIENT" eval --samples s64.nii.gz --training ref.nii.gz --quality-reference ref.nii.gz > e12.log 2>&1 \
   && bad "--quality-reference without --features accepted" || { grep -q "needs --features" e12.log \
   && ok "--quality-reference needs --features" || bad "--quality-reference message"; }
