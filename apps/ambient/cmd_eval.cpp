@@ -147,7 +147,8 @@ int run_eval(const std::vector<std::string>& args) {
        "fraction of object pixels whose error is within 1, 2, 3 std, the std-error correlation, the factor that "
        "makes the 2-std band cover 95%")
       ("object-threshold", po::value(&object_fraction)->default_value(object_fraction),
-       "--std: pixels count as object where the reference exceeds this fraction of its maximum")
+       "pixels count as object where the reference exceeds this fraction of its maximum (the object / "
+       "background split of the error, and --std's calibration)")
       ("reliability-png", po::value(&reliability_png), "--std: draw the reliability diagram (RMS error against "
        "std in ten bins; calibrated = diagonal) here")
       ("json", po::value(&json), "write every figure as JSON here");
@@ -186,9 +187,16 @@ int run_eval(const std::vector<std::string>& args) {
       AMBIENT_CHECK(ref.sizes() == x.sizes(), "eval: reference ", reference, " ", shape_string(ref.sizes().vec()),
                     " and reconstruction ", recons[i], " ", shape_string(x.sizes().vec()), " differ in shape");
       const auto m = mri::evaluate(ref, x);
-      std::cout << recons[i] << ": NMSE " << m.nmse << "  PSNR " << m.psnr << " dB  SSIM " << m.ssim << "\n";
+      const auto r = mri::region_errors(ref, x, object_fraction);
+      std::cout << recons[i] << ": NMSE " << m.nmse << "  PSNR " << m.psnr << " dB  SSIM " << m.ssim << "\n"
+                << "  object (" << r.object_pixels << " pixels): PSNR " << r.object_psnr << " dB  NMSE "
+                << r.object_nmse << "; background: " << 100 * r.background_share
+                << "% of the squared error, RMS " << r.background_rms << " of the maximum\n";
       JsonObject j;
       j.add("recon", recons[i]).add("nmse", m.nmse).add("psnr", m.psnr).add("ssim", m.ssim);
+      j.add("object_pixels", static_cast<double>(r.object_pixels)).add("object_psnr", r.object_psnr);
+      j.add("object_nmse", r.object_nmse).add("background_error_share", r.background_share);
+      j.add("background_rms", r.background_rms);
       arr << (i ? ", " : "") << j.str(0);
     }
     arr << "]";

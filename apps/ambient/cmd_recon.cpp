@@ -26,7 +26,7 @@ int run_recon(const std::vector<std::string>& args) {
   mri::ReadOptions ro;
   mri::EspiritConfig ec;
   mri::CgConfig cg = mri::cg_sense_defaults();
-  bool no_prewhiten = false;
+  bool no_prewhiten = false, keep_outside_maps = false;
   diffusion::DistConfig dist;
   opts.add_options()
       ("file", po::value(&file)->required(), "scan (.h5 ISMRMRD/fastMRI, .cfl)")
@@ -61,6 +61,8 @@ int run_recon(const std::vector<std::string>& args) {
       ("mean-of", po::value(&mean_of)->default_value("conditional"),
        "posterior: conditional (each chain's last conditional mean E[x0 | x(σ_min), y], averaged: the same chains, "
        "less noise; docs/sampling.md) | samples (the plain mean of the samples)")
+      ("keep-outside-maps", po::bool_switch(&keep_outside_maps), "posterior | dps: keep the model's fill where "
+       "every coil map is 0 (no coil sees signal there; by default the image is 0 there, as CG-SENSE gives)")
       ("dps-step", po::value(&rc.posterior.dps_step)->default_value(rc.posterior.dps_step), "dps: step size ζ")
       ("noise-var", po::value(&rc.noise_var)->default_value(rc.noise_var),
        "k-space noise variance per sample (< 0: 1 for prewhitened scans, else estimated)")
@@ -95,6 +97,7 @@ int run_recon(const std::vector<std::string>& args) {
   AMBIENT_CHECK(mean_of == "conditional" || mean_of == "samples", "recon --mean-of: expected conditional|samples, "
                 "got '", mean_of, "'");
   rc.conditional_mean = mean_of == "conditional";
+  rc.zero_outside_maps = !keep_outside_maps;
   const bool with_model = diffusion::samples_with_model(how);
   AMBIENT_CHECK(!with_model || !model_path.empty(), "recon --method ", method, " needs --model (a trained .pt)");
   AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");

@@ -144,7 +144,8 @@ I=(--model ftb.pt --further-blocks 8 --block-size 8,24 --views 2 --samples 2 --s
   && ok "inpaint: views need --further-blocks" || bad "inpaint views message"; }
 [ ! -e never.nii.gz ] && ok "refused inpaint runs write nothing" || bad "a refused inpaint run wrote output"
 "$AMBIENT" eval --reference ref.nii.gz post.nii.gz --json eval.json > eval.log 2>&1 && grep -q '"psnr"' eval.json \
-  && ok "eval metrics" || { bad "eval metrics"; cat eval.log; }
+  && grep -q '"object_psnr"' eval.json && grep -q '"background_error_share"' eval.json && grep -q "object (" eval.log \
+  && ok "eval metrics, the object / background split" || { bad "eval metrics"; cat eval.log; }
 "$AMBIENT" eval --reference ref.nii.gz post.nii.gz --std post_std.nii.gz --reliability-png rel.png --json cal.json \
   > cal.log 2>&1 && grep -q '"within_2"' cal.json && grep -q '"scale_for_95"' cal.json && [ -s rel.png ] \
   && ok "eval --std: calibration figures and reliability diagram" || { bad "eval --std"; cat cal.log; }

@@ -321,3 +321,53 @@ TEST(VolumeRecon, OneProcessGivesWhatEachMethodGivesAlone) {
   EXPECT_EQ(recon_method_name(parse_recon_method("zero-filled")), "zero-filled");
   EXPECT_THROW(parse_recon_method("magic"), ambient::Error);
 }
+
+namespace {
+
+// E[x0 | x] for the prior N(μ, v I) with a constant μ in the real channel: a prior that fills what the data leave
+// open with something other than 0.
+struct OffsetGaussianDenoiser : DenoiserModule {
+  double v = 0.05, mu = 0.3;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) override {
+    auto m = torch::zeros_like(x);
+    m.select(1, 0).fill_(mu);
+    return m + (x - m) * (v / (v + sigma.square().reshape({-1, 1, 1, 1})));
+  }
+  int64_t cond_channels() const override { return 0; }
+  std::string kind() const override { return "gaussian"; }
+  std::string config_string() const override { return "gaussian"; }
+  std::shared_ptr<DenoiserModule> fresh_copy() const override {
+    return std::make_shared<OffsetGaussianDenoiser>(*this);
+  }
+};
+
+}  // namespace
+
+// Where every coil map is 0 the data say nothing and the posterior is the prior's fill; by default the image is 0
+// there, as CG-SENSE gives, and nothing else changes.
+TEST(Reconstruct, TheImageIsZeroWhereNoCoilMapSeesIt) {
+  const auto scan = small_scan(2, 2);
+  auto maps = mri::espirit_maps_batch(scan.calibration_kspace(), scan.calib, mri::EspiritConfig{});
+  maps.narrow(3, 0, 5).zero_();  // no coil sees the first 5 columns
+  auto prior = std::make_shared<OffsetGaussianDenoiser>();
+  ReconstructConfig rc;
+  rc.samples = 2;
+  rc.posterior.schedule.steps = 4;
+  ASSERT_TRUE(rc.zero_outside_maps) << "the default";
+  const auto zeroed = reconstruct(prior, scan, maps, rc);
+  rc.zero_outside_maps = false;
+  const auto kept = reconstruct(prior, scan, maps, rc);
+  const auto seen = (maps.abs().sum(1) > 0);
+  const auto unseen = seen.logical_not();
+  ASSERT_GT(unseen.sum().item<int64_t>(), 0);
+  // Kept: the prior's mean μ (in scan units: μ times each slice's scale) fills the unseen columns.
+  // (each pixel a mean of 2 draws of N(μ, v): their average over the unseen pixels is near μ).
+  const auto fill = torch::real(kept.mean).masked_select(unseen);
+  EXPECT_GT(fill.mean().item<double>(), 0.5 * 0.3 * kept.scale.min().item<double>());
+  EXPECT_GT(kept.std.masked_select(unseen).max().item<double>(), 0.0);
+  // Zeroed: exactly 0 there, mean and std; the same chains everywhere else.
+  EXPECT_EQ(zeroed.mean.abs().masked_select(unseen).max().item<double>(), 0.0);
+  EXPECT_EQ(zeroed.std.masked_select(unseen).max().item<double>(), 0.0);
+  EXPECT_TRUE(torch::equal(zeroed.mean.masked_select(seen), kept.mean.masked_select(seen)));
+  EXPECT_TRUE(torch::equal(zeroed.std.masked_select(seen), kept.std.masked_select(seen)));
+}

@@ -227,3 +227,31 @@ TEST(Calibration, GaussianErrorsWithTheirTrueStdCoverAsAGaussianDoes) {
   EXPECT_THROW(mri::calibration(gt, x, sd.narrow(0, 0, 1)), ambient::Error);
   EXPECT_THROW(mri::calibration(torch::zeros_like(gt), x, sd), ambient::Error);  // no object
 }
+
+TEST(RegionErrors, SplitTheErrorBetweenObjectAndBackgroundByHand) {
+  // A 2 x 4 x 4 volume, maximum 2: the object is the 2 x 4 x 2 right half (reference 1 or 2), the background the
+  // left half (reference 0, under 0.1 of the maximum).
+  auto gt = torch::zeros({2, 4, 4}, torch::kDouble);
+  gt.narrow(2, 2, 2).fill_(1.0);
+  gt[0][0][3] = 2.0;
+  auto x = gt.clone();
+  x.narrow(2, 2, 2) += 0.1;   // object error 0.1 on 16 pixels: squared sum 0.16
+  x.narrow(2, 0, 2) += 0.05;  // background error 0.05 on 16 pixels: squared sum 0.04
+  const auto r = mri::region_errors(gt, x);
+  EXPECT_EQ(r.object_pixels, 16);
+  EXPECT_EQ(r.background_pixels, 16);
+  EXPECT_NEAR(r.background_share, 0.04 / 0.20, 1e-12);
+  EXPECT_NEAR(r.object_psnr, 10 * std::log10(4.0 / 0.01), 1e-9);  // range² / object MSE
+  EXPECT_NEAR(r.object_nmse, 0.16 / (15 * 1.0 + 4.0), 1e-12);
+  EXPECT_NEAR(r.background_rms, 0.05 / 2.0, 1e-12);
+  // The volume's PSNR lies between: its MSE mixes both regions.
+  EXPECT_NEAR(mri::psnr(gt, x), 10 * std::log10(4.0 / (0.20 / 32)), 1e-9);
+  // A perfect background: all the error is the object's; a higher threshold moves the 1s out of the object.
+  auto y = gt.clone();
+  y.narrow(2, 2, 2) += 0.1;
+  EXPECT_EQ(mri::region_errors(gt, y).background_share, 0.0);
+  EXPECT_EQ(mri::region_errors(gt, y, 0.6).object_pixels, 1);
+  EXPECT_THROW(mri::region_errors(torch::zeros_like(gt), x), ambient::Error);
+  EXPECT_THROW(mri::region_errors(gt, x, 1.0), ambient::Error);
+  EXPECT_THROW(mri::region_errors(gt, x.narrow(0, 0, 1)), ambient::Error);
+}

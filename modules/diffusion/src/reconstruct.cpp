@@ -114,6 +114,11 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
   r.mean = unscale(x_mean).mean(0);
   r.std = k > 1 ? z.abs().std(0) : torch::zeros({s, ny, nx});
   r.scale = scale;
+  if (c.zero_outside_maps) {  // the image is defined only where some coil sees it (ReconstructConfig)
+    const auto seen = (maps.abs().sum(1) > 0).to(torch::kFloat);
+    r.mean = r.mean * seen;
+    r.std = r.std * seen;
+  }
   return r;
 }
 

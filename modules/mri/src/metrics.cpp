@@ -3,6 +3,7 @@
 
 #include <torch/linalg.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -188,6 +189,27 @@ Manifold manifold_measures(const torch::Tensor& real_in, const torch::Tensor& ge
   out.density = in_real_ball.to(torch::kDouble).sum(1).mean().item<double>() / static_cast<double>(k);
   out.coverage = in_real_ball.any(0).to(torch::kDouble).mean().item<double>();
   return out;
+}
+
+RegionErrors region_errors(const torch::Tensor& gt_in, const torch::Tensor& x_in, double object_fraction) {
+  auto gt = as_volume(gt_in, "reference"), x = as_volume(x_in, "reconstruction");
+  check_pair(gt, x);
+  AMBIENT_CHECK(object_fraction >= 0 && object_fraction < 1, "region errors: expected an object threshold in [0, 1), "
+                "got ", object_fraction);
+  const double range = gt.max().item<double>();
+  AMBIENT_CHECK(range > 0, "region errors: the reference is all zeros; it has no object");
+  auto inside = gt > object_fraction * range;
+  auto sq = (x - gt).square();
+  RegionErrors r;
+  r.object_pixels = inside.sum().item<int64_t>();
+  r.background_pixels = gt.numel() - r.object_pixels;
+  const double obj_err = sq.masked_select(inside).sum().item<double>();
+  const double bg_err = sq.sum().item<double>() - obj_err;
+  r.object_nmse = obj_err / gt.masked_select(inside).square().sum().item<double>();
+  r.object_psnr = obj_err == 0 ? INFINITY : 10.0 * std::log10(range * range * r.object_pixels / obj_err);
+  r.background_share = obj_err + bg_err > 0 ? bg_err / (obj_err + bg_err) : 0.0;
+  r.background_rms = r.background_pixels ? std::sqrt(std::max(bg_err, 0.0) / r.background_pixels) / range : 0.0;
+  return r;
 }
 
 Calibration calibration(const torch::Tensor& gt_in, const torch::Tensor& x_in, const torch::Tensor& std_in,

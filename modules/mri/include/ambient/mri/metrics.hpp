@@ -83,4 +83,16 @@ struct Calibration {
 Calibration calibration(const torch::Tensor& gt, const torch::Tensor& x, const torch::Tensor& std,
                         double object_fraction = kObjectFraction);
 
+/// Where a reconstruction's error lies: the object (reference above `object_fraction` of its volume maximum, as for
+/// calibration) against the rest, the background. A method can lose PSNR in either; on skull-stripped references
+/// with an exactly zero background the two tell apart "noise left outside the head" from "wrong anatomy".
+struct RegionErrors {
+  int64_t object_pixels = 0, background_pixels = 0;
+  double object_psnr = 0;        ///< PSNR over the object's pixels only (data range: the volume maximum, as psnr())
+  double object_nmse = 0;        ///< ||gt − x||² / ||gt||², both sums over the object
+  double background_share = 0;   ///< the background's part of the volume's squared error, in [0, 1]
+  double background_rms = 0;     ///< RMS of x − gt over the background, as a fraction of the volume maximum
+};
+RegionErrors region_errors(const torch::Tensor& gt, const torch::Tensor& x, double object_fraction = kObjectFraction);
+
 }  // namespace ambient::mri
