@@ -49,6 +49,9 @@ int run_recon(const std::vector<std::string>& args) {
       ("seed", po::value(&rc.seed)->default_value(rc.seed), "sampler seed (the result is deterministic for it)")
       ("cg-per-step", po::value(&rc.posterior.cg_iterations)->default_value(rc.posterior.cg_iterations),
        "posterior: CG iterations of each data-consistency step")
+      ("further-views", po::value(&rc.further_views)->default_value(rc.further_views),
+       "posterior | dps, with --further-accel: the network's estimate is the mean over this many fixed further masks "
+       "per sample (this many network calls per step)")
       ("further-accel", po::value(&rc.further_accel)->default_value(-1),
        "ambient-Fourier models: the network sees Ã^H Ã x through a fixed line mask of this acceleration, as in "
        "training (A-DPS); -1: the model's default (on for such models, docs/sampling.md), 0: off")
@@ -103,6 +106,7 @@ int run_recon(const std::vector<std::string>& args) {
   AMBIENT_CHECK(std_path.empty() || with_model, "recon --std needs a sampling method (posterior or dps)");
   AMBIENT_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16",
                 "recon --precision: expected auto|fp32|bf16, got '", precision, "'");
+  AMBIENT_CHECK(rc.further_views >= 1, "recon --further-views: expected at least 1, got ", rc.further_views);
   AMBIENT_CHECK(rc.slice_batch >= 0, "recon --slice-batch: expected 0 (automatic) or a number of slices, got ",
                 rc.slice_batch);
   const auto group = diffusion::join_group(dist);

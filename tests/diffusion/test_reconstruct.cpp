@@ -371,3 +371,30 @@ TEST(Reconstruct, TheImageIsZeroWhereNoCoilMapSeesIt) {
   EXPECT_TRUE(torch::equal(zeroed.mean.masked_select(seen), kept.mean.masked_select(seen)));
   EXPECT_TRUE(torch::equal(zeroed.std.masked_select(seen), kept.std.masked_select(seen)));
 }
+
+// Several further views: at each step the network sees x through each of V fixed masks per sample, the first of
+// them the mask a one-view reconstruction draws, and the estimate is the mean of the V answers.
+TEST(Reconstruct, FurtherViewsAverageTheEstimatesThroughSeveralFixedMasks) {
+  const auto scan = small_scan(1, 1);
+  auto maps = torch::ones({1, 1, 32, 32}, torch::kComplexFloat);
+  ReconstructConfig rc;
+  rc.samples = 2;
+  rc.posterior.schedule.steps = 3;
+  rc.further_accel = 4;
+  auto one = std::make_shared<RecordingDenoiser>();
+  const auto r1 = reconstruct(one, scan, maps, rc);
+  rc.further_views = 3;
+  auto three = std::make_shared<RecordingDenoiser>();
+  const auto r3 = reconstruct(three, scan, maps, rc);
+  ASSERT_EQ(three->conds.size(), 3 * one->conds.size()) << "V network calls per step";
+  // Calls come in groups of V per step; within a group the masks differ, across steps each view's mask is fixed.
+  for (size_t c = 0; c < three->conds.size(); ++c) EXPECT_TRUE(torch::equal(three->conds[c], three->conds[c % 3]));
+  EXPECT_TRUE(torch::equal(three->conds[0], one->conds[0])) << "view 0 is the one-view mask";
+  EXPECT_FALSE(torch::equal(three->conds[0], three->conds[1]));
+  EXPECT_FALSE(torch::equal(three->conds[1], three->conds[2]));
+  // With the identity "denoiser" the estimate is the mean of the projections Ã_v^H Ã_v x: its k-space keeps, on
+  // each line, the fraction of views that keep that line. So it differs from any one view's estimate.
+  EXPECT_FALSE(torch::equal(r1.mean, r3.mean));
+  rc.further_views = 0;
+  EXPECT_THROW(reconstruct(three, scan, maps, rc), ambient::Error);
+}

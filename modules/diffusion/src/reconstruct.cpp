@@ -86,13 +86,28 @@ Reconstruction reconstruct_batch(const ModelPtr& model, const torch::Tensor& ksp
     // Ambient Fourier models see x only through a fixed further line mask M̃, as Ã^H Ã x = S^H F^H M̃ F S x. The
     // torch FFT keeps the figures of docs/results.md bit for bit.
     AMBIENT_CHECK(c.further_accel > 1, "reconstruct: expected a further acceleration > 1, got ", c.further_accel);
-    std::vector<torch::Tensor> rows;
-    for (int64_t i = 0; i < k * s; ++i)
-      rows.push_back(mri::further_line_mask(ny, c.further_accel,
-                                            static_cast<uint32_t>(ambient::derive_seed(seed, ambient::SeedStream::further_masks, static_cast<uint64_t>(i)))));
-    auto a_tilde = line_corruption(maps_b, torch::stack(rows), mri::FftBackend::torch);
-    cond = a_tilde.channel;
-    denoise = seen_through(denoise, a_tilde);
+    AMBIENT_CHECK(c.further_views >= 1, "reconstruct: expected at least one further view, got ", c.further_views);
+    std::vector<DenoiserFn> views;
+    for (int64_t v = 0; v < c.further_views; ++v) {
+      std::vector<torch::Tensor> rows;
+      for (int64_t i = 0; i < k * s; ++i) {  // view 0 draws exactly the masks of a one-view reconstruction
+        const auto index = static_cast<uint64_t>(v * k * s + i);
+        rows.push_back(mri::further_line_mask(ny, c.further_accel, static_cast<uint32_t>(ambient::derive_seed(
+                                                  seed, ambient::SeedStream::further_masks, index))));
+      }
+      auto a_tilde = line_corruption(maps_b, torch::stack(rows), mri::FftBackend::torch);
+      if (v == 0) cond = a_tilde.channel;
+      views.push_back(seen_through(denoise, a_tilde));
+    }
+    if (views.size() == 1) {
+      denoise = views[0];
+    } else {  // the mean of the views' estimates E[x0 | Ã_v x_t, Ã_v] (ReconstructConfig::further_views)
+      denoise = [views](const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& cnd) {
+        auto sum = views[0](x, sigma, cnd);
+        for (size_t v = 1; v < views.size(); ++v) sum = sum + views[v](x, sigma, cnd);
+        return sum / static_cast<double>(views.size());
+      };
+    }
   } else if (model->cond_channels() > 0) {  // the corruption input says "nothing further removed"
     cond = torch::ones({k * s, model->cond_channels(), ny, nx});
   }

@@ -34,6 +34,9 @@ struct ReconstructConfig {
   /// fed Ã^H Ã x_t through one fixed line mask Ã of this acceleration per sample (drawn like the training masks,
   /// with the scan's coil maps), as A-DPS does (Aali et al. 2024). 0: give the network x_t with an all-ones mask.
   double further_accel = 0;
+  /// With further_accel: the network's estimate at each step is the mean over this many fixed further masks Ã_v per
+  /// sample (Daras et al.'s sampler averages over several masks too), at this many network calls per step. 1: one.
+  int64_t further_views = 1;
   /// The network sees at most this many of the samples × slices at a time (<= 0: all at once). Results do not
   /// depend on it; on CPU small batches are faster per item (docs/performance.md).
   int64_t network_batch = 4;
