@@ -123,16 +123,22 @@ struct RecordingDenoiser : DenoiserModule {
   std::shared_ptr<DenoiserModule> fresh_copy() const override { return std::make_shared<RecordingDenoiser>(*this); }
 };
 
+// Two samples of `steps` steps, the network seeing x through further line masks at `further_accel`.
+ReconstructConfig through_further_masks(int64_t steps, double further_accel) {
+  ReconstructConfig rc;
+  rc.samples = 2;
+  rc.posterior.schedule.steps = steps;
+  rc.further_accel = further_accel;
+  return rc;
+}
+
 }  // namespace
 
 TEST(Reconstruct, AmbientFourierModelsSeeTheirInputThroughAFixedFurtherMask) {
   const auto scan = small_scan(1, 1);
   // Unit maps make Ã^H Ã = F^H M F an orthogonal projection, so "the input is Ã^H Ã x" is checkable exactly.
   auto maps = torch::ones({1, 1, 32, 32}, torch::kComplexFloat);
-  ReconstructConfig rc;
-  rc.samples = 2;
-  rc.posterior.schedule.steps = 4;
-  rc.further_accel = 5;
+  auto rc = through_further_masks(4, 5);
   auto rec = std::make_shared<RecordingDenoiser>();
   reconstruct(rec, scan, maps, rc);
   ASSERT_FALSE(rec->conds.empty());
@@ -377,10 +383,7 @@ TEST(Reconstruct, TheImageIsZeroWhereNoCoilMapSeesIt) {
 TEST(Reconstruct, FurtherViewsAverageTheEstimatesThroughSeveralFixedMasks) {
   const auto scan = small_scan(1, 1);
   auto maps = torch::ones({1, 1, 32, 32}, torch::kComplexFloat);
-  ReconstructConfig rc;
-  rc.samples = 2;
-  rc.posterior.schedule.steps = 3;
-  rc.further_accel = 4;
+  auto rc = through_further_masks(3, 4);
   auto one = std::make_shared<RecordingDenoiser>();
   const auto r1 = reconstruct(one, scan, maps, rc);
   rc.further_views = 3;
