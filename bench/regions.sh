@@ -33,7 +33,8 @@ for N in $MATRICES; do
           name=$(basename "$f"); method=${name%_"${set}"_r"$R".*}
           j=$O/${method}_${set}_r$R.json
           "$A" eval --reference "$ref" "$f" --json "$j" > /dev/null
-          echo "$set,$R,$method,$(num "$j" psnr),$(num "$j" ssim),$(num "$j" object_psnr),$(num "$j" background_error_share)" >> "$csv"
+          echo "$set,$R,$method,$(num "$j" psnr),$(num "$j" ssim),$(num "$j" object_psnr)," \
+            "$(num "$j" background_error_share)" | tr -d ' ' >> "$csv"
           found=$((found + 1))
         done
       done
@@ -44,5 +45,7 @@ done
 echo "| R | method | sets | PSNR (dB) | SSIM | object PSNR (dB) | background's share of the squared error |"
 echo "|---|---|---|---|---|---|---|"
 tail -n +2 "$csv" | awk -F, '{ k = $2 "," $3; n[k]++; p[k] += $4; s[k] += $5; o[k] += $6; b[k] += $7 }
-  END { for (k in n) { split(k, a, ","); printf "| %s | %s | %d | %.2f | %.4f | %.2f | %.2f |\n", a[1], a[2], n[k], p[k] / n[k], s[k] / n[k], o[k] / n[k], b[k] / n[k] } }' \
+  END { for (k in n) { split(k, a, ",")
+                       printf "| %s | %s | %d | %.2f | %.4f | %.2f | %.2f |\n", a[1], a[2], n[k], p[k] / n[k],
+                              s[k] / n[k], o[k] / n[k], b[k] / n[k] } }' \
   | sort -t'|' -k2,2n -k5,5nr

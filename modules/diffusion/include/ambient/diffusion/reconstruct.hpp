@@ -53,7 +53,7 @@ struct ReconstructConfig {
   /// and the posterior there is the prior's own fill. true: the reconstruction and its std are 0 there, as the
   /// coil-combined image is defined and as CG-SENSE and zero-filling give. A network that sees the whole image fills
   /// that region with what its training images had outside the head; on skull-stripped held-out subjects that cost
-  /// the foundation 2.2 dB and the naive network 5.5 dB at R = 4 (docs/results.md, "Where the error lies").
+  /// the foundation 2.7 dB and the naive network 9.1 dB at R = 4 (docs/results.md, "Where the error lies").
   bool zero_outside_maps = true;
 };
 
