@@ -222,11 +222,16 @@ TEST(Reconstruct, DefaultsComeFromWhatTheCheckpointSays) {
 
 namespace {
 
-// E[x0 | x] for the prior N(0, v I): batch-size agnostic, so any grouping of slices can be compared.
+// E[x0 | x] for the prior N(μ, v I), μ a constant in the real channel (0 unless set): batch-size agnostic, so any
+// grouping of slices can be compared.
 struct GaussianDenoiser : DenoiserModule {
-  double v = 0.05;
+  double v = 0.05, mu = 0;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) override {
-    return x * (v / (v + sigma.square().reshape({-1, 1, 1, 1})));
+    const auto shrink = v / (v + sigma.square().reshape({-1, 1, 1, 1}));
+    if (mu == 0) return x * shrink;
+    auto m = torch::zeros_like(x);
+    m.select(1, 0).fill_(mu);
+    return m + (x - m) * shrink;
   }
   int64_t cond_channels() const override { return 0; }
   std::string kind() const override { return "gaussian"; }
@@ -328,34 +333,14 @@ TEST(VolumeRecon, OneProcessGivesWhatEachMethodGivesAlone) {
   EXPECT_THROW(parse_recon_method("magic"), ambient::Error);
 }
 
-namespace {
-
-// E[x0 | x] for the prior N(μ, v I) with a constant μ in the real channel: a prior that fills what the data leave
-// open with something other than 0.
-struct OffsetGaussianDenoiser : DenoiserModule {
-  double v = 0.05, mu = 0.3;
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor&) override {
-    auto m = torch::zeros_like(x);
-    m.select(1, 0).fill_(mu);
-    return m + (x - m) * (v / (v + sigma.square().reshape({-1, 1, 1, 1})));
-  }
-  int64_t cond_channels() const override { return 0; }
-  std::string kind() const override { return "gaussian"; }
-  std::string config_string() const override { return "gaussian"; }
-  std::shared_ptr<DenoiserModule> fresh_copy() const override {
-    return std::make_shared<OffsetGaussianDenoiser>(*this);
-  }
-};
-
-}  // namespace
-
 // Where every coil map is 0 the data say nothing and the posterior is the prior's fill; by default the image is 0
 // there, as CG-SENSE gives, and nothing else changes.
 TEST(Reconstruct, TheImageIsZeroWhereNoCoilMapSeesIt) {
   const auto scan = small_scan(2, 2);
   auto maps = mri::espirit_maps_batch(scan.calibration_kspace(), scan.calib, mri::EspiritConfig{});
   maps.narrow(3, 0, 5).zero_();  // no coil sees the first 5 columns
-  auto prior = std::make_shared<OffsetGaussianDenoiser>();
+  auto prior = std::make_shared<GaussianDenoiser>();
+  prior->mu = 0.3;  // a prior that fills what the data leave open with something other than 0
   ReconstructConfig rc;
   rc.samples = 2;
   rc.posterior.schedule.steps = 4;
